@@ -1,0 +1,1 @@
+"""The knowledge graph: sources, the snapshot format, ids and the CSR graph."""

@@ -1,0 +1,217 @@
+"""Raw rows from any source -> the snapshot's tables, with integer ids.
+
+Ids do not depend on the source or on the order in which read tasks finish:
+entity and relation ids are the ranks of their keys in sorted order, and
+triples are sorted by (split, head, relation, tail). The same data therefore
+gives the same snapshot whether it came from a file, a store or a server.
+
+Encoding keys to ids runs in parallel (``map_batches``) against the key
+vocabularies placed once in the object store, so the driver only ever holds
+integer triples, the texts and the rejects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from kgscale.kg.rejects import RejectLog
+from kgscale.kg.schema import (
+    ENTITIES_SCHEMA,
+    ENTITY,
+    REJECT,
+    RELATION,
+    RELATIONS_SCHEMA,
+    SPLITS,
+    TRIPLE,
+    TRIPLES_SCHEMA,
+)
+
+_ENCODED = pa.schema(
+    [
+        ("head", pa.int32()),
+        ("relation", pa.int32()),
+        ("tail", pa.int32()),
+        ("split", pa.int8()),
+        ("file", pa.string()),
+        ("offset", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Assembled:
+    triples: pa.Table
+    entities: pa.Table
+    relations: pa.Table
+    stats: dict = field(default_factory=dict)
+
+
+def _where_kind(table: pa.Table, kinds: tuple[str, ...]) -> pa.Table:
+    return table.filter(pc.is_in(table["kind"], pa.array(kinds)))
+
+
+def _collect(ds: "ray.data.Dataset", kinds: tuple[str, ...], columns: list[str]) -> pa.Table:
+    part = ds.map_batches(
+        lambda t: _where_kind(t, kinds).select(columns), batch_format="pyarrow", batch_size=None, zero_copy_batch=True
+    )
+    tables = [ray.get(ref) for ref in part.to_arrow_refs()]
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]:
+    """One row per key: the first non-empty text by (priority, file, offset).
+
+    Returns the table sorted by key and the number of extra rows folded in.
+    """
+    if rows.num_rows == 0:
+        return pa.table({"key": pa.array([], pa.string()), **{c: pa.array([], pa.string()) for c in text_columns}}), 0
+    rows = rows.sort_by([("key", "ascending"), ("priority", "ascending"), ("file", "ascending"), ("offset", "ascending")])
+    grouped = rows.group_by("key", use_threads=False).aggregate(
+        [(c, "first", pc.ScalarAggregateOptions(skip_nulls=True)) for c in text_columns]
+    )
+    grouped = grouped.select(["key", *[f"{c}_first" for c in text_columns]])
+    grouped = grouped.rename_columns(["key", *text_columns]).sort_by("key")
+    return grouped, rows.num_rows - grouped.num_rows
+
+
+def _encode_block(table: pa.Table, entity_keys, relation_keys) -> pa.Table:
+    """Map a block of raw rows' triples to ids; unknown keys become rejects."""
+    entity_keys = ray.get(entity_keys) if isinstance(entity_keys, ray.ObjectRef) else entity_keys
+    relation_keys = ray.get(relation_keys) if isinstance(relation_keys, ray.ObjectRef) else relation_keys
+    t = _where_kind(table, (TRIPLE,))
+    head = pc.index_in(t["head"], value_set=entity_keys)
+    rel = pc.index_in(t["relation"], value_set=relation_keys)
+    tail = pc.index_in(t["tail"], value_set=entity_keys)
+    split = pc.index_in(t["split"], value_set=pa.array(SPLITS))
+    reason = pc.if_else(
+        pc.is_null(head),
+        pc.binary_join_element_wise("entity has no text: ", t["head"], ""),
+        pc.if_else(
+            pc.is_null(tail),
+            pc.binary_join_element_wise("entity has no text: ", t["tail"], ""),
+            pc.if_else(
+                pc.is_null(rel),
+                pc.binary_join_element_wise("relation has no text: ", t["relation"], ""),
+                pc.if_else(pc.is_null(split), pc.binary_join_element_wise("unknown split: ", t["split"], ""), None),
+            ),
+        ),
+    )
+    raw = pc.binary_join_element_wise(t["head"], t["relation"], t["tail"], "\t")
+    return pa.Table.from_arrays(
+        [
+            pc.fill_null(head, -1).cast(pa.int32()),
+            pc.fill_null(rel, -1).cast(pa.int32()),
+            pc.fill_null(tail, -1).cast(pa.int32()),
+            pc.fill_null(split, -1).cast(pa.int8()),
+            t["file"],
+            t["offset"],
+            reason.cast(pa.string()),
+            raw,
+        ],
+        schema=_ENCODED,
+    )
+
+
+def _triple_keys_block(table: pa.Table) -> pa.Table:
+    t = _where_kind(table, (TRIPLE,))
+    keys = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
+    return pa.table({"key": keys})
+
+
+def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False) -> Assembled:
+    """Build the snapshot tables from a dataset of raw rows."""
+    ds = ds.materialize()  # read the source once; every pass below reuses it
+
+    rejects.add_table(_collect(ds, (REJECT,), ["file", "offset", "reason", "raw"]))
+
+    ent_rows = _collect(ds, (ENTITY,), ["key", "name", "description", "priority", "file", "offset"])
+    rel_rows = _collect(ds, (RELATION,), ["key", "name", "priority", "file", "offset"])
+    entities, entity_dupes = _first_text(ent_rows, ["name", "description"])
+    relations, relation_dupes = _first_text(rel_rows, ["name"])
+
+    if entities_from_triples:
+        keys = ds.map_batches(_triple_keys_block, batch_format="pyarrow", batch_size=None)
+        key_tables = [ray.get(r) for r in keys.to_arrow_refs()]
+        all_keys = pc.unique(pa.concat_arrays([entities["key"].combine_chunks()] + [k["key"].combine_chunks() for k in key_tables]))
+        extra = pc.filter(all_keys, pc.invert(pc.is_in(all_keys, value_set=entities["key"])))
+        filler = pa.nulls(len(extra), pa.string())
+        entities = pa.concat_tables(
+            [entities, pa.table({"key": extra, "name": filler, "description": filler}, schema=entities.schema)]
+        ).sort_by("key")
+
+    entity_keys = entities["key"].combine_chunks()
+    relation_keys = relations["key"].combine_chunks()
+    encoded = ds.map_batches(
+        _encode_block,
+        fn_kwargs={"entity_keys": ray.put(entity_keys), "relation_keys": ray.put(relation_keys)},
+        batch_format="pyarrow",
+        batch_size=None,
+    )
+    parts = [ray.get(ref) for ref in encoded.to_arrow_refs()]
+    enc = pa.concat_tables([p for p in parts if p.num_rows] or [_ENCODED.empty_table()])
+
+    bad = enc.filter(pc.is_valid(enc["reason"]))
+    if bad.num_rows:
+        rejects.add_table(bad)
+    good = enc.filter(pc.is_null(enc["reason"]))
+
+    triples, dup_stats = _dedup_sorted(good)
+    entity_table = pa.Table.from_arrays(
+        [pa.array(np.arange(entities.num_rows, dtype=np.int32)), entities["key"], entities["name"], entities["description"]],
+        schema=ENTITIES_SCHEMA,
+    )
+    relation_table = pa.Table.from_arrays(
+        [pa.array(np.arange(relations.num_rows, dtype=np.int32)), relations["key"], relations["name"]],
+        schema=RELATIONS_SCHEMA,
+    )
+    used = np.zeros(entities.num_rows, dtype=bool)
+    used[triples["head"].to_numpy()] = True
+    used[triples["tail"].to_numpy()] = True
+    stats = {
+        "duplicates": dup_stats,
+        "duplicate_text_rows": {"entities": entity_dupes, "relations": relation_dupes},
+        "entities_without_triples": int((~used).sum()),
+    }
+    return Assembled(triples, entity_table, relation_table, stats)
+
+
+def _dedup_sorted(good: pa.Table) -> tuple[pa.Table, dict]:
+    """Drop exact duplicate triples within a split (counted) and sort the rest."""
+    cols = np.stack(
+        [good[c].to_numpy().astype(np.int64) for c in ("split", "head", "relation", "tail")], axis=1
+    ) if good.num_rows else np.zeros((0, 4), dtype=np.int64)
+    unique, counts = np.unique(cols, axis=0, return_counts=True)
+    dupes = {s: 0 for s in SPLITS}
+    for i, s in enumerate(SPLITS):
+        dupes[s] = int((counts[unique[:, 0] == i] - 1).sum())
+    # triples of valid/test that also appear in train: leakage worth reporting
+    train = unique[unique[:, 0] == 0][:, 1:]
+    overlap = {}
+    for i, s in enumerate(SPLITS[1:], start=1):
+        other = unique[unique[:, 0] == i][:, 1:]
+        if len(train) and len(other):
+            both = np.concatenate([train, other])
+            _, c = np.unique(both, axis=0, return_counts=True)
+            overlap[s] = int((c > 1).sum())
+        else:
+            overlap[s] = 0
+    split_names = np.array(SPLITS, dtype=object)[unique[:, 0]] if len(unique) else np.array([], dtype=object)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(unique[:, 1].astype(np.int32)),
+            pa.array(unique[:, 2].astype(np.int32)),
+            pa.array(unique[:, 3].astype(np.int32)),
+            pa.array(split_names, type=pa.string()),
+        ],
+        schema=TRIPLES_SCHEMA,
+    )
+    return table, {"within_split": dupes, "also_in_train": overlap}

@@ -1,0 +1,79 @@
+"""Rejected input: counted, written with its location and reason, never lost.
+
+Read tasks record a rejected row as a raw row of kind ``reject`` (see
+:mod:`kgscale.kg.schema`), so bad input never crashes a worker. The driver
+collects them here; with ``strict`` the first one is fatal.
+"""
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+
+class RejectedInputError(ValueError):
+    """Raised in strict mode for the first rejected row; names where and why."""
+
+
+class RejectLog:
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.rows: list[dict] = []
+        self.by_reason: collections.Counter[str] = collections.Counter()
+
+    def add(self, file: str, offset: int, reason: str, raw: str = "") -> None:
+        row = {"file": file, "offset": int(offset), "line": None, "reason": reason, "raw": raw}
+        if self.strict:
+            _resolve_lines([row])
+            where = f"{file}:{row['line']}" if row["line"] else f"{file} @ {offset}"
+            raise RejectedInputError(f"{where}: {reason}")
+        self.rows.append(row)
+        self.by_reason[_reason_class(reason)] += 1
+
+    def add_table(self, table: pa.Table) -> None:
+        for row in table.select(["file", "offset", "reason", "raw"]).to_pylist():
+            self.add(row["file"], row["offset"], row["reason"], row["raw"] or "")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def summary(self) -> dict:
+        return {"total": len(self.rows), "by_reason": dict(sorted(self.by_reason.items()))}
+
+    def write(self, path: str | Path) -> None:
+        """Write every rejected row as JSON lines, with its line number resolved."""
+        _resolve_lines(self.rows)
+        self.rows.sort(key=lambda r: (r["file"], r["offset"]))
+        with open(path, "w", encoding="utf-8") as f:
+            for row in self.rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _reason_class(reason: str) -> str:
+    # "wrong number of fields: 2 (expected 3)" counts under "wrong number of fields"
+    return reason.split(":", 1)[0]
+
+
+def _resolve_lines(rows: list[dict]) -> None:
+    """Turn byte offsets into 1-based line numbers for rows from local files.
+
+    Read tasks work on byte ranges and do not know absolute line numbers; a
+    single counting pass over each file that has rejects recovers them.
+    """
+    by_file: dict[str, list[dict]] = collections.defaultdict(list)
+    for row in rows:
+        if row["line"] is None and row["offset"] is not None and row["offset"] >= 0:
+            by_file[row["file"]].append(row)
+    for file, file_rows in by_file.items():
+        path = Path(file)
+        if not path.is_file() or path.suffix in (".gz", ".bz2"):
+            continue
+        file_rows.sort(key=lambda r: r["offset"])
+        with open(path, "rb") as f:
+            pos, lines = 0, 0
+            for row in file_rows:
+                lines += f.read(row["offset"] - pos).count(b"\n")
+                pos = row["offset"]
+                row["line"] = lines + 1

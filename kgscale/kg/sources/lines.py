@@ -1,0 +1,92 @@
+"""Line-aligned byte ranges, so one large text file is read by many tasks.
+
+A range ``[start, end)`` owns every line that *starts* inside it: a task
+skips the partial line at its start (the previous range owns it) and reads
+past ``end`` to finish its last line. Compressed files cannot be split and
+are read whole by one task.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    path: str
+    start: int
+    end: int  # exclusive; -1 means to the end of the file
+
+    @property
+    def compressed(self) -> bool:
+        return os.path.splitext(self.path)[1] in COMPRESSED
+
+
+def plan_ranges(paths: list[str], target_bytes: int) -> list[ByteRange]:
+    """Cut files into ranges of about ``target_bytes`` (whole files if compressed)."""
+    if target_bytes <= 0:
+        raise ValueError("target_bytes must be positive")
+    ranges: list[ByteRange] = []
+    for path in paths:
+        size = os.path.getsize(path)
+        if os.path.splitext(path)[1] in COMPRESSED or size <= target_bytes:
+            ranges.append(ByteRange(path, 0, -1))
+            continue
+        for start in range(0, size, target_bytes):
+            end = min(start + target_bytes, size)
+            ranges.append(ByteRange(path, start, -1 if end == size else end))
+    return ranges
+
+
+def iter_lines(rng: ByteRange, block: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, line)`` for each line the range owns, without its newline.
+
+    Offsets are byte offsets in the (uncompressed) stream, so a reject can be
+    located later. Works in blocks, so memory stays at about ``block`` bytes.
+    """
+    if rng.compressed:
+        opener = COMPRESSED[os.path.splitext(rng.path)[1]]
+        with opener(rng.path, "rb") as f:
+            yield from _split(io.BufferedReader(f), 0, None, block)
+        return
+    with open(rng.path, "rb") as f:
+        pos = rng.start
+        if rng.start > 0:
+            # The line that straddles our start belongs to the previous range,
+            # unless our start is exactly the beginning of a line.
+            f.seek(rng.start - 1)
+            if f.read(1) != b"\n":
+                skipped = f.readline()
+                pos += len(skipped)
+        else:
+            f.seek(0)
+        limit = None if rng.end < 0 else rng.end
+        yield from _split(f, pos, limit, block)
+
+
+def _split(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, bytes]]:
+    """Split a stream into lines starting at ``pos``; stop after the line that
+    starts before ``limit`` (``None``: read to the end)."""
+    carry = b""
+    while True:
+        if limit is not None and pos >= limit:
+            return  # the (partial) line at pos starts in the next range
+        chunk = f.read(block)
+        if not chunk:
+            if carry:
+                yield pos, carry.rstrip(b"\r")
+            return
+        data = carry + chunk
+        lines = data.split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            if limit is not None and pos >= limit:
+                return
+            yield pos, line.rstrip(b"\r")
+            pos += len(line) + 1

@@ -1,0 +1,101 @@
+"""Stage outputs: written whole or not at all, each with a ``manifest.json``.
+
+A stage writes into a temporary sibling directory and renames it into place
+only when everything is written, so an interrupted stage never leaves a
+half-written result that a later stage could mistake for a finished one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import kgscale
+
+MANIFEST = "manifest.json"
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``out`` when the block succeeds.
+
+    On an exception the temporary directory is removed and ``out`` is left as
+    it was. With ``overwrite`` an existing ``out`` is replaced only after the
+    new one is complete.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_manifest(directory: str | os.PathLike, stage: str, **fields: Any) -> dict[str, Any]:
+    """Write ``manifest.json`` with the common header and the stage's fields."""
+    manifest = {
+        "stage": stage,
+        "kgscale_version": kgscale.__version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    }
+    path = Path(directory) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    return manifest
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {MANIFEST}: it is not a finished kgscale output")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class Timer:
+    """Named wall-clock timings for a manifest: ``with timer("read"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+    def total(self) -> dict[str, float]:
+        return {**self.seconds, "total": round(time.perf_counter() - self._start, 4)}
