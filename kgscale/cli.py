@@ -1,79 +1,27 @@
 """The ``kgscale`` command line.
 
-Each subcommand reads an optional YAML config (``--config FILE``), applies
-``key=value`` overrides given after its arguments, validates the result into
-its typed config, runs, and ends with a one-paragraph summary. Errors in
-configs and inputs exit with status 2 and a message that names the problem.
+Each subcommand (one module in :mod:`kgscale.commands`) reads an optional
+YAML config (``--config FILE``), applies ``key=value`` overrides given after
+its arguments, validates the result into its typed config, runs, and ends
+with a one-paragraph summary. A problem with the config or the input exits
+with status 2 and a message that names it, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 
-from kgscale import config as cfgmod
+# Subcommand modules, in the order `kgscale --help` lists them.
+COMMANDS = ("ingest", "info")
 
 
-def _section(args, name: str, extra: dict) -> dict:
-    data = cfgmod.read_yaml(args.config) if args.config else {}
-    cfgmod.apply_overrides(data, args.overrides)
-    section = data.get(name, {})
-    if not isinstance(section, dict):
-        raise cfgmod.ConfigError(f"{name}: must be a mapping")
-    for key, value in extra.items():
-        if value is not None:
-            section[key] = value
-    data[name] = section
-    return data
+class UserError(Exception):
+    """Base for errors caused by input or configuration: reported, not traced."""
 
 
-def cmd_ingest(args) -> int:
-    from kgscale.ingest import IngestConfig, run_ingest, summary
-    from kgscale.ray_session import RayConfig
-
-    data = _section(
-        args, "ingest", {"source": args.source, "out": args.out, "strict": args.strict or None, "overwrite": args.overwrite or None}
-    )
-    unknown = set(data) - {"ingest", "ray"}
-    if unknown:
-        raise cfgmod.ConfigError(f"{', '.join(sorted(unknown))}: unknown section(s) for `kgscale ingest` (expected ingest, ray)")
-    cfg = cfgmod.build(IngestConfig, data["ingest"], source=f"{args.config or 'command line'} [ingest]")
-    ray_cfg = cfgmod.build(RayConfig, data.get("ray", {}), source=f"{args.config or 'command line'} [ray]")
-    manifest = run_ingest(cfg, ray_cfg)
-    print(summary(manifest, cfg.out))
-    return 0
-
-
-def cmd_info(args) -> int:
-    from kgscale.info import format_info, snapshot_info
-
-    info = snapshot_info(args.dir)
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kgscale", description="Align language models with knowledge graphs on Ray.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    ing = sub.add_parser("ingest", help="read a knowledge graph into a snapshot directory")
-    ing.add_argument("source", help="dataset:NAME or a benchmark directory")
-    ing.add_argument("--out", required=True, help="snapshot directory to write")
-    ing.add_argument("--strict", action="store_true", help="the first rejected row is fatal")
-    ing.add_argument("--overwrite", action="store_true", help="replace an existing snapshot")
-    ing.add_argument("--config", help="YAML config with `ingest:` and `ray:` sections")
-    ing.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. ingest.read_task_mb=4")
-    ing.set_defaults(func=cmd_ingest)
-
-    inf = sub.add_parser("info", help="show what a snapshot holds")
-    inf.add_argument("dir", help="snapshot directory")
-    inf.add_argument("--json", action="store_true", help="print JSON")
-    inf.set_defaults(func=cmd_info)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from kgscale.config import ConfigError
     from kgscale.kg.download import DownloadError
     from kgscale.kg.registry import DatasetError
     from kgscale.kg.rejects import RejectedInputError
@@ -81,9 +29,32 @@ def main(argv: list[str] | None = None) -> int:
     from kgscale.kg.sources import SourceError
     from kgscale.output import OutputExistsError
 
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kgscale", description="Align language models with knowledge graphs on Ray.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"kgscale.commands.{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # Overrides may come before or after options (`ingest SRC --out D k=v` and
+    # `ingest SRC k=v --out D`); argparse leaves the later ones unparsed.
+    args, rest = parser.parse_known_args(argv)
+    stray = [a for a in rest if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if rest:
+        if not hasattr(args, "overrides"):
+            parser.error(f"`kgscale {args.command}` takes no key=value overrides: {' '.join(rest)}")
+        args.overrides = list(args.overrides or []) + rest
     try:
         return args.func(args)
-    except (cfgmod.ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError) as exc:
+    except _user_errors() as exc:
         print(f"kgscale {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -109,10 +109,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]]) or "(top level)"
         if err["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key")
         elif err["type"] == "missing":
@@ -124,13 +124,14 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def build(model: type[M], data: dict[str, Any], *, source: str = "config") -> M:
-    """Validate ``data`` into ``model``; errors name every offending key."""
-    _check_no_secrets(data)
+def build(model: type[M], data: dict[str, Any], *, source: str = "config", section: str = "") -> M:
+    """Validate ``data`` into ``model``; errors name every offending key
+    (prefixed with ``section``, the dotted path of ``data`` in its file)."""
+    _check_no_secrets(data, section)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
+        raise ConfigError(f"{source}: {_describe(exc, section)}") from None
 
 
 def load(model: type[M], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> M:

@@ -12,7 +12,7 @@ from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
 from kgscale.kg.snapshot import REJECTS, write_tables
 from kgscale.kg.sources import open_source
-from kgscale.output import Timer, atomic_dir, file_sha256, write_manifest
+from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
 from kgscale.ray_session import RayConfig, ensure_ray
 
 
@@ -31,6 +31,8 @@ class IngestConfig(StrictModel):
 def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     """Read ``cfg.source`` into a snapshot at ``cfg.out``; return the manifest."""
     timer = Timer()
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
     with timer("open"):
         source = open_source(cfg.source, target_bytes=max(int(cfg.read_task_mb * (1 << 20)), 1 << 16))
     ensure_ray(ray_cfg)

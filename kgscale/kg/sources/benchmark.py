@@ -63,7 +63,7 @@ class BenchmarkSource:
     """A benchmark directory read by line-aligned byte-range tasks."""
 
     def __init__(self, directory: str | Path, name: str | None = None, target_bytes: int = 8 << 20) -> None:
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.name = name
         self.target_bytes = target_bytes
         missing = [

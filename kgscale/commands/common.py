@@ -1,0 +1,33 @@
+"""What every subcommand shares: reading its config sections."""
+from __future__ import annotations
+
+from kgscale import config as cfgmod
+
+
+def config_sections(args, allowed: set[str], cli_values: dict[str, dict]) -> dict:
+    """The YAML file (``args.config``) with ``args.overrides`` applied and the
+    subcommand's own flags (``cli_values[section][key]``, None = not given)
+    written on top. Sections other than ``allowed`` are an error."""
+    data = cfgmod.read_yaml(args.config) if getattr(args, "config", None) else {}
+    cfgmod.apply_overrides(data, list(getattr(args, "overrides", []) or []))
+    for name, values in cli_values.items():
+        section = data.setdefault(name, {})
+        if not isinstance(section, dict):
+            raise cfgmod.ConfigError(f"{name}: must be a mapping")
+        section.update({k: v for k, v in values.items() if v is not None})
+    unknown = set(data) - allowed
+    if unknown:
+        raise cfgmod.ConfigError(
+            f"{', '.join(sorted(unknown))}: unknown section(s) for `kgscale {args.command}` "
+            f"(expected {', '.join(sorted(allowed))})"
+        )
+    return data
+
+
+def build_section(model, data: dict, name: str, args):
+    return cfgmod.build(model, data.get(name, {}) or {}, source=args.config or "command line", section=name)
+
+
+def add_config_args(parser, example: str) -> None:
+    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"config overrides, e.g. {example}")
