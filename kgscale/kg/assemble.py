@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from kgscale.kg.keys import entity_name_from_key, relation_text_from_key
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import (
     ENTITIES_SCHEMA,
@@ -25,6 +26,7 @@ from kgscale.kg.schema import (
     REJECT,
     RELATION,
     RELATIONS_SCHEMA,
+    SKIPPED,
     SPLITS,
     TRIPLE,
     TRIPLES_SCHEMA,
@@ -122,13 +124,64 @@ def _encode_block(table: pa.Table, entity_keys, relation_keys) -> pa.Table:
 
 
 def _triple_keys_block(table: pa.Table) -> pa.Table:
+    """The distinct entity keys (role 0) and relation keys (role 1) of a block's triples."""
     t = _where_kind(table, (TRIPLE,))
-    keys = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
-    return pa.table({"key": keys})
+    ents = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
+    rels = pc.unique(t["relation"].combine_chunks())
+    return pa.table({"key": pa.concat_arrays([ents, rels]),
+                     "role": pa.array(np.r_[np.zeros(len(ents), np.int8), np.ones(len(rels), np.int8)])})
+
+
+def _keep_used(texts: pa.Table, used: pa.Array, text_columns: list[str], fallback) -> tuple[pa.Table, int, int]:
+    """One row per used key (sorted), with its text where a text row gave one
+    and ``fallback(key)`` for a missing first text column. Returns the table,
+    the number of text rows for keys no triple uses, and the number of
+    fallbacks."""
+    used = used.sort()
+    texts = texts.combine_chunks()
+    idx = pc.index_in(used, value_set=texts["key"].combine_chunks())
+    cols = {"key": used}
+    for c in text_columns:
+        cols[c] = pc.take(texts[c].combine_chunks(), idx) if texts.num_rows else pa.nulls(len(used), pa.string())
+    first = cols[text_columns[0]]
+    missing = pc.is_null(first)
+    n_missing = pc.sum(missing).as_py() or 0
+    if n_missing:
+        names = [fallback(k) for k in used.filter(missing).to_pylist()]
+        cols[text_columns[0]] = pc.replace_with_mask(first, missing, pa.array(names, pa.string()))
+    unused = texts.num_rows - (pc.sum(pc.is_valid(idx)).as_py() or 0)
+    return pa.table(cols), unused, n_missing
+
+
+def _skipped_summary(ds: "ray.data.Dataset", limit: int = 50) -> dict:
+    """Counts of statements a source read but deliberately did not map, by
+    reason and then key (the ``limit`` most frequent keys of each reason)."""
+    rows = _collect(ds, (SKIPPED,), ["reason", "relation", "count"])
+    if rows.num_rows == 0:
+        return {}
+    grouped = rows.group_by(["reason", "relation"], use_threads=False).aggregate([("count", "sum")])
+    out: dict[str, dict] = {}
+    for reason in sorted(set(grouped["reason"].to_pylist())):
+        g = grouped.filter(pc.equal(grouped["reason"], reason)).sort_by([("count_sum", "descending"), ("relation", "ascending")])
+        keys, counts = g["relation"].to_pylist(), g["count_sum"].to_pylist()
+        out[reason] = {"total": int(sum(counts)), "by_key": dict(zip(keys[:limit], map(int, counts[:limit])))}
+        if len(keys) > limit:
+            out[reason]["other_keys"] = len(keys) - limit
+    return out
 
 
 def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False) -> Assembled:
-    """Build the snapshot tables from a dataset of raw rows."""
+    """Build the snapshot tables from a dataset of raw rows.
+
+    ``entities_from_triples`` is for graph sources (RDF, Neo4j), where the
+    triples define the graph and text rows only name its nodes and edges:
+    the entities are exactly the keys used as head or tail, the relations
+    exactly the keys used as relation; text rows for other keys (a label of
+    a node no triple uses) are counted and dropped; an entity without a
+    name is named after its key's local name and a relation without text
+    gets its key's local name split into words (:mod:`kgscale.kg.keys`).
+    Otherwise (benchmark directories) the text files define the entities
+    and relations and a triple naming an unknown key is rejected."""
     ds = ds.materialize()  # read the source once; every pass below reuses it
 
     rejects.add_table(_collect(ds, (REJECT,), ["file", "offset", "reason", "raw"]))
@@ -136,17 +189,30 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
     ent_rows = _collect(ds, (ENTITY,), ["key", "name", "description", "priority", "file", "offset"])
     rel_rows = _collect(ds, (RELATION,), ["key", "name", "priority", "file", "offset"])
     entities, entity_dupes = _first_text(ent_rows, ["name", "description"])
+    if entities_from_triples and ent_rows.num_rows:
+        # a key's name is its name in either role: a predicate's rdfs:label
+        # arrives as an entity text row and names the relation
+        named = ent_rows.filter(pc.is_valid(ent_rows["name"])).select(rel_rows.column_names)
+        rel_rows = pa.concat_tables([rel_rows, named.cast(rel_rows.schema)]) if rel_rows.num_rows else named
     relations, relation_dupes = _first_text(rel_rows, ["name"])
 
+    graph_stats = {}
     if entities_from_triples:
         keys = ds.map_batches(_triple_keys_block, batch_format="pyarrow", batch_size=None)
         key_tables = [ray.get(r) for r in keys.to_arrow_refs()]
-        all_keys = pc.unique(pa.concat_arrays([entities["key"].combine_chunks()] + [k["key"].combine_chunks() for k in key_tables]))
-        extra = pc.filter(all_keys, pc.invert(pc.is_in(all_keys, value_set=entities["key"])))
-        filler = pa.nulls(len(extra), pa.string())
-        entities = pa.concat_tables(
-            [entities, pa.table({"key": extra, "name": filler, "description": filler}, schema=entities.schema)]
-        ).sort_by("key")
+        key_tables = [k for k in key_tables if k.num_rows]
+        all_keys = pa.concat_tables(key_tables) if key_tables else pa.table({"key": pa.array([], pa.string()), "role": pa.array([], pa.int8())})
+        used_entities = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 0))["key"].combine_chunks())
+        used_relations = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 1))["key"].combine_chunks())
+        entities = entities.combine_chunks()
+        relations = relations.combine_chunks()
+        entities, unused_entity_text, named_from_key = _keep_used(entities, used_entities, ["name", "description"], entity_name_from_key)
+        relations, _, texts_from_key = _keep_used(relations, used_relations, ["name"], relation_text_from_key)
+        graph_stats = {
+            "entities_named_from_key": named_from_key,
+            "relations_text_from_key": texts_from_key,
+            "entity_text_for_keys_in_no_triple": unused_entity_text,
+        }
 
     entity_keys = entities["key"].combine_chunks()
     relation_keys = relations["key"].combine_chunks()
@@ -181,6 +247,11 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
         "duplicate_text_rows": {"entities": entity_dupes, "relations": relation_dupes},
         "entities_without_triples": int((~used).sum()),
     }
+    if entities_from_triples:
+        stats["graph_text"] = graph_stats
+    skipped = _skipped_summary(ds)
+    if skipped:
+        stats["skipped"] = skipped
     return Assembled(triples, entity_table, relation_table, stats)
 
 

@@ -90,3 +90,49 @@ def _split(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, by
                 return
             yield pos, line.rstrip(b"\r")
             pos += len(line) + 1
+
+
+def iter_blocks(rng: ByteRange, block: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)``: runs of whole lines the range owns (same
+    ownership rule as :func:`iter_lines`), each about ``block`` bytes, for
+    parsers that work on many lines at once. The last line of a file may
+    lack its newline."""
+    if rng.compressed:
+        opener = COMPRESSED[os.path.splitext(rng.path)[1]]
+        with opener(rng.path, "rb") as f:
+            yield from _blocks(f, 0, None, block)
+        return
+    with open(rng.path, "rb") as f:
+        pos = rng.start
+        if rng.start > 0:
+            f.seek(rng.start - 1)
+            if f.read(1) != b"\n":
+                pos += len(f.readline())
+        else:
+            f.seek(0)
+        yield from _blocks(f, pos, None if rng.end < 0 else rng.end, block)
+
+
+def _blocks(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, bytes]]:
+    carry = b""
+    while True:
+        if limit is not None and pos >= limit:
+            return
+        chunk = f.read(block)
+        if not chunk:
+            if carry:
+                yield pos, carry
+            return
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        whole, carry = data[: cut + 1], data[cut + 1 :]
+        if limit is not None and pos + len(whole) > limit:
+            # keep only the lines that start before `limit`
+            k = whole.find(b"\n", limit - pos - 1)
+            yield pos, whole[: k + 1]
+            return
+        yield pos, whole
+        pos += len(whole)
