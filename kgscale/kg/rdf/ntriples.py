@@ -246,7 +246,7 @@ def parse_lines(lines: list[str], offsets: list[int], quads: bool) -> tuple[pa.T
     rejects: list[Reject] = []
     i = 0
     while i < len(lines):
-        chunk = "\n".join(lines[i:])
+        chunk = "\n".join(lines[i:]) + "\n"
         k = 0
         try:
             for q in ox.parse(chunk, fmt, rename_blank_nodes=False):
