@@ -77,7 +77,7 @@ def parse_block(data: bytes, base: int, quads: bool) -> tuple[pa.Table, list[Rej
         slow_table, slow_rejects = parse_lines(slow_lines, slow_offsets, quads)
         tables.append(slow_table)
         rejects += slow_rejects
-    return pa.concat_tables(tables), rejects
+    return pa.concat_tables(tables), sorted(rejects)
 
 
 def _lines(data: bytes, base: int) -> tuple[pa.Array, np.ndarray]:
