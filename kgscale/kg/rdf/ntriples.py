@@ -37,6 +37,11 @@ FAST_LINE = {
     True: f"^{NODE} {IRI} (?:{NODE}|{LITERAL})(?: {NODE})? \\.$",
 }
 BLANK_LINE = r"^[ \t]*(?:#.*)?$"
+# http(s) IRIs built only from characters that are valid anywhere in an IRI
+# (RFC 3987 unreserved, sub-delims, ":", "@", "/", "?", "#" once): valid by
+# construction, so the distinct IRIs of a block that match need no check
+_PCHARS = r"[A-Za-z0-9._~!$&'()*+,;=:@/\-]"
+SIMPLE_IRI = rf"^https?://[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/{_PCHARS}*)?(?:\?(?:{_PCHARS}|\?)*)?(?:#(?:{_PCHARS}|\?)*)?$"
 _POSITION = re.compile(r"^Parser error (?:at|between) line \d+ (?:column (\d+)|between columns (\d+) and \d+)(?: and line \d+ column \d+)?: ")
 
 # reject = (offset in the file, reason, the line as text)
@@ -196,8 +201,9 @@ def _split_invalid(table: pa.Table, lines: pa.Array, offsets: np.ndarray):
     candidates = [("p", None), ("datatype", None)] + _iri_columns(table)
     for name, mask in candidates:
         col = table[name].combine_chunks()
-        values = col if mask is None else col.filter(mask)
-        invalid = [v for v in pc.unique(values.drop_null()).to_pylist() if not _valid_iri(v)]
+        values = pc.unique((col if mask is None else col.filter(mask)).drop_null())
+        values = values.filter(pc.invert(pc.match_substring_regex(values, SIMPLE_IRI)))
+        invalid = [v for v in values.to_pylist() if not _valid_iri(v)]
         if invalid:
             hit = pc.fill_null(pc.is_in(col, pa.array(invalid, pa.string())), False)
             bad_rows = hit if bad_rows is None else pc.or_(bad_rows, hit)
