@@ -54,9 +54,9 @@ class LineFileDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
         total = sum(os.path.getsize(p) for p, _ in self.files)
-        # At least `parallelism` tasks when the data allows, but never ranges
-        # smaller than 1 MiB: below that, task overhead dominates.
-        target = max(min(self.target_bytes, total // max(parallelism, 1) + 1), 1 << 20)
+        # At least `parallelism` tasks when the data allows, but not ranges
+        # under 1 MiB (task overhead would dominate) unless asked for.
+        target = min(self.target_bytes, max(total // max(parallelism, 1) + 1, 1 << 20))
         roles = dict(self.files)
         tasks = []
         for rng in plan_ranges([p for p, _ in self.files], target):
