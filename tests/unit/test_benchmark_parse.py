@@ -59,3 +59,35 @@ def test_reject_log_resolves_lines_and_strict_names_file_and_line(tmp_path):
     assert log.summary() == {"total": 1, "by_reason": {"empty field": 1}}
     with pytest.raises(RejectedInputError, match=r"train.txt:3: empty field: head"):
         RejectLog(strict=True).add(str(path), 6, "empty field: head", "bad")
+
+
+MESSY = {
+    "train": "a\tr\tb\n\nx\ty\n a \t r \t b \nc\t\td\r\ne\tr\tf\tg\n\t\t\nlast\tr\tno-newline",
+    "entities": "id\tname\tdescription\na\tAlpha\tfirst\nb\t\t\n\tnameless\tkey\nc\tGamma\t\nd\t\tonly desc\nbad\n",
+    "relations": "id\ttext\nr\trelated\ns\t\nt\ttoo\tmany\n",
+}
+
+
+@pytest.mark.parametrize("role", ["train", "entities", "relations"])
+def test_chunk_parser_gives_the_same_rows_as_the_line_parser(tmp_path, role):
+    from kgscale.kg.sources.tsv_block import parse_tsv_chunk
+
+    path = tmp_path / f"{role}.txt"
+    path.write_bytes(MESSY[role].encode())
+    rng = ByteRange(str(path), 0, -1)
+    key = lambda r: (r["offset"], r["kind"])
+    by_line = sorted((r for t in read_range(rng, role, parse_benchmark_line) for r in t.to_pylist()), key=key)
+    by_chunk = sorted((r for t in read_range(rng, role, parse_benchmark_line, parse_tsv_chunk) for r in t.to_pylist()),
+                      key=key)
+    assert by_chunk == by_line
+    assert any(r["kind"] == "reject" for r in by_line) and any(r["kind"] != "reject" for r in by_line)
+
+
+def test_chunk_with_bad_bytes_falls_back_to_lines_and_keeps_the_rest(tmp_path):
+    from kgscale.kg.sources.tsv_block import parse_tsv_chunk
+
+    path = tmp_path / "train.txt"
+    path.write_bytes(b"a\tr\tb\nc\tr\t\xff\nd\tr\te\n")
+    rows = [r for t in read_range(ByteRange(str(path), 0, -1), "train", parse_benchmark_line, parse_tsv_chunk)
+            for r in t.to_pylist()]
+    assert [r["kind"] for r in rows] == ["triple", "reject", "triple"]

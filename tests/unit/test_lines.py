@@ -53,3 +53,25 @@ def test_plan_rejects_nonpositive_target(tmp_path):
     (tmp_path / "f").write_bytes(b"a\n")
     with pytest.raises(ValueError):
         plan_ranges([str(tmp_path / "f")], 0)
+
+
+def test_chunks_cover_the_same_lines_as_iter_lines(tmp_path):
+    from kgscale.kg.sources.lines import iter_chunks
+
+    rnd = random.Random(1)
+    lines = [("y" * rnd.randint(0, 40)).encode() for _ in range(500)]
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / "f.txt"
+    path.write_bytes(data)
+    for target in (1, 3, 50, 333, 10**6):
+        for block in (5, 64, 1 << 20):
+            got = []
+            for rng in plan_ranges([str(path)], target):
+                for off, chunk in iter_chunks(rng, block=block):
+                    assert data[off : off + len(chunk)] == chunk
+                    pos = off
+                    for line in chunk.split(b"\n")[:-1] if chunk.endswith(b"\n") else chunk.split(b"\n"):
+                        got.append((pos, line))
+                        pos += len(line) + 1
+            expected = [x for rng in plan_ranges([str(path)], target) for x in iter_lines(rng)]
+            assert got == expected, (target, block)
