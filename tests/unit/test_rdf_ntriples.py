@@ -9,7 +9,7 @@ import pytest
 
 from kgscale.kg.rdf.ntriples import parse_block
 from kgscale.kg.rdf.terms import QuadColumns
-from kgscale.kg.sources.lines import ByteRange, iter_blocks, plan_ranges
+from kgscale.kg.sources.lines import ByteRange, iter_chunks, plan_ranges
 
 GOOD = [
     '<http://ex.org/a> <http://ex.org/p> <http://ex.org/b> .',
@@ -112,7 +112,7 @@ def test_block_ranges_cover_every_line_once(tmp_path, compress):
         f.write(data)
     seen = []
     for rng in plan_ranges([str(path)], 10_000):
-        for offset, block in iter_blocks(rng, block=3000):
+        for offset, block in iter_chunks(rng, block=3000):
             assert data[offset : offset + len(block)] == block
             seen += block.decode().splitlines()
     assert seen == lines

@@ -26,7 +26,7 @@ from kgscale.kg.rdf.mapping import quads_to_raw
 from kgscale.kg.rdf.ntriples import _syntax_message, parse_block
 from kgscale.kg.rdf.terms import QuadColumns, UnsupportedTerm
 from kgscale.kg.schema import REJECT, raw_table
-from kgscale.kg.sources.lines import ByteRange, iter_blocks
+from kgscale.kg.sources.lines import ByteRange, iter_chunks
 
 LINE_FORMATS = {".nt": "nt", ".ntriples": "nt", ".nq": "nq", ".nquads": "nq"}
 STREAM_FORMATS = {
@@ -91,7 +91,7 @@ def read_line_range(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Ta
     quads = format_of(rng.path) == "nq"
     scope = file_scope(rng.path)
     empty = True
-    for offset, data in iter_blocks(rng):
+    for offset, data in iter_chunks(rng, block=4 << 20):
         empty = False
         table, rejects = parse_block(data, offset, quads)
         out = quads_to_raw(table, cfg, file=rng.path, split=role, scope=scope)

@@ -1,14 +1,10 @@
-"""Ray Data datasources over files cut into byte ranges.
+"""A Ray Data datasource over line-oriented text files cut into byte ranges.
 
 Planning (``get_read_tasks``) happens on the driver and only looks at file
-sizes; each read task opens its own file handle, parses its range, and
-yields Arrow tables of raw rows.
-
-- :class:`RangeDatasource` is the general form: a plan of ``(range, role)``
-  and a reader ``read(range, role) -> Iterable[pa.Table]``.
-- :class:`LineFileDatasource` plugs in a per-line parser
-  ``parse(rows, role, offset, text, file)`` that appends to a
-  :class:`~kgscale.kg.schema.RawRows` (the benchmark TSV files).
+sizes; each read task opens its own file handle, parses the lines of its
+range with a plain function, and yields Arrow tables of raw rows. Formats
+plug in a parser: ``parse(rows, role, offset, text, file)`` appends to a
+:class:`~kgscale.kg.schema.RawRows`.
 """
 from __future__ import annotations
 
@@ -21,26 +17,50 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.sources.lines import ByteRange, iter_lines, plan_ranges
+from kgscale.kg.sources.lines import ByteRange, iter_chunks, iter_lines, plan_ranges
 
-# parse(rows, role, offset, text, file) -> None
+# parse(rows, role, offset, text, file) -> None: one line
 LineParser = Callable[[RawRows, str, int, str, str], None]
-# read(range, role) -> blocks of raw rows
-RangeReader = Callable[[ByteRange, str], Iterable[pa.Table]]
+# parse_chunk(role, offset, text, file) -> Arrow table of raw rows: many whole lines
+ChunkParser = Callable[[str, int, str, str], pa.Table]
 
 ROWS_PER_BLOCK = 65536
 
 
-def read_range(rng: ByteRange, role: str, parse: LineParser) -> Iterable[pa.Table]:
-    """Parse one range into blocks of raw rows. Plain function: testable without Ray."""
+def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None = None) -> Iterable[pa.Table]:
+    """Parse one range into blocks of raw rows. Plain function: testable without Ray.
+
+    With ``parse_chunk``, chunks of whole lines that are valid UTF-8 are
+    parsed at once; a chunk with bad bytes falls back to ``parse`` line by
+    line, so every bad line is located and the rest of the chunk is kept.
+    """
+    if parse_chunk is not None:
+        for offset, data in iter_chunks(rng):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                yield from _per_line(iter_lines_of(data, offset), rng.path, role, parse)
+                continue
+            yield parse_chunk(role, offset, text, rng.path)
+        return
+    yield from _per_line(iter_lines(rng), rng.path, role, parse)
+
+
+def iter_lines_of(data: bytes, offset: int):
+    for line in data.split(b"\n")[: -1 if data.endswith(b"\n") else None]:
+        yield offset, line.rstrip(b"\r")
+        offset += len(line) + 1
+
+
+def _per_line(lines, path: str, role: str, parse: LineParser) -> Iterable[pa.Table]:
     rows = RawRows()
-    for offset, line in iter_lines(rng):
+    for offset, line in lines:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rows.reject(f"not valid UTF-8: byte {exc.start}", line.decode("utf-8", "replace"), rng.path, offset)
+            rows.reject(f"not valid UTF-8: byte {exc.start}", line.decode("utf-8", "replace"), path, offset)
             continue
-        parse(rows, role, offset, text, rng.path)
+        parse(rows, role, offset, text, path)
         if len(rows) >= ROWS_PER_BLOCK:
             yield rows.table()
             rows = RawRows()
@@ -48,16 +68,50 @@ def read_range(rng: ByteRange, role: str, parse: LineParser) -> Iterable[pa.Tabl
         yield rows.table()
 
 
+class LineFileDatasource(Datasource):
+    """``files`` is a list of ``(path, role)``; the parser decides what a role means."""
+
+    def __init__(self, files: list[tuple[str, str]], parse: LineParser, target_bytes: int = 8 << 20,
+                 parse_chunk: ChunkParser | None = None) -> None:
+        self.files = [(os.path.abspath(p), role) for p, role in files]
+        self.parse = parse
+        self.parse_chunk = parse_chunk
+        self.target_bytes = target_bytes
+
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(os.path.getsize(p) for p, _ in self.files) * 3
+
+    def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
+        total = sum(os.path.getsize(p) for p, _ in self.files)
+        # At least `parallelism` tasks when the data allows, but not ranges
+        # under 1 MiB (task overhead would dominate) unless asked for.
+        target = min(self.target_bytes, max(total // max(parallelism, 1) + 1, 1 << 20))
+        roles = dict(self.files)
+        tasks = []
+        for rng in plan_ranges([p for p, _ in self.files], target):
+            size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
+            meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
+            tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse, self.parse_chunk), meta, schema=RAW_SCHEMA))
+        return tasks
+
+
+def _reader(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None):
+    return lambda: read_range(rng, role, parse, parse_chunk)
+
+
 def target_range_bytes(total: int, parallelism: int, target_bytes: int) -> int:
-    # At least `parallelism` tasks when the data allows, but never ranges
-    # smaller than 1 MiB: below that, task overhead dominates.
-    return max(min(target_bytes, total // max(parallelism, 1) + 1), 1 << 20)
+    """Range size for ``total`` bytes: at least ``parallelism`` ranges when the
+    data allows, but not ranges under 1 MiB unless asked for."""
+    return min(target_bytes, max(total // max(parallelism, 1) + 1, 1 << 20))
 
 
 class RangeDatasource(Datasource):
-    """Files cut into ranges by ``plan(parallelism)``, each read by ``read``."""
+    """The general form: files cut into ``(range, role)`` by ``plan(parallelism)``
+    on the driver, each range read by ``read(range, role) -> Iterable[pa.Table]``
+    in its own task (RDF files: :mod:`kgscale.kg.sources.rdf_files`)."""
 
-    def __init__(self, plan: Callable[[int], list[tuple[ByteRange, str]]], read: RangeReader, size_bytes: int) -> None:
+    def __init__(self, plan: Callable[[int], list[tuple[ByteRange, str]]],
+                 read: Callable[[ByteRange, str], Iterable[pa.Table]], size_bytes: int) -> None:
         self.plan = plan
         self.read = read
         self.size_bytes = size_bytes
@@ -70,29 +124,9 @@ class RangeDatasource(Datasource):
         for rng, role in self.plan(parallelism):
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
-            tasks.append(ReadTask(functools.partial(_read_list, self.read, rng, role), meta, schema=RAW_SCHEMA))
+            tasks.append(ReadTask(functools.partial(_read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))
         return tasks
 
 
-def _read_list(read: RangeReader, rng: ByteRange, role: str):
+def _read_with(read, rng: ByteRange, role: str):
     return read(rng, role)
-
-
-class LineFileDatasource(RangeDatasource):
-    """``files`` is a list of ``(path, role)``; the parser decides what a role means."""
-
-    def __init__(self, files: list[tuple[str, str]], parse: LineParser, target_bytes: int = 8 << 20) -> None:
-        self.files = [(os.path.abspath(p), role) for p, role in files]
-        self.parse = parse
-        self.target_bytes = target_bytes
-        super().__init__(self._plan, functools.partial(_read_lines, parse=parse), sum(os.path.getsize(p) for p, _ in self.files))
-
-    def _plan(self, parallelism: int) -> list[tuple[ByteRange, str]]:
-        total = sum(os.path.getsize(p) for p, _ in self.files)
-        target = target_range_bytes(total, parallelism, self.target_bytes)
-        roles = dict(self.files)
-        return [(rng, roles[rng.path]) for rng in plan_ranges([p for p, _ in self.files], target)]
-
-
-def _read_lines(rng: ByteRange, role: str, parse: LineParser) -> Iterable[pa.Table]:
-    return read_range(rng, role, parse)

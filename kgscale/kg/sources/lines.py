@@ -92,15 +92,14 @@ def _split(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, by
             pos += len(line) + 1
 
 
-def iter_blocks(rng: ByteRange, block: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, data)``: runs of whole lines the range owns (same
-    ownership rule as :func:`iter_lines`), each about ``block`` bytes, for
-    parsers that work on many lines at once. The last line of a file may
-    lack its newline."""
+def iter_chunks(rng: ByteRange, block: int = 1 << 23) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)``: runs of whole lines the range owns, about
+    ``block`` bytes each, for parsers that work on many lines at once. Every
+    chunk ends with a newline, except possibly the file's last."""
     if rng.compressed:
         opener = COMPRESSED[os.path.splitext(rng.path)[1]]
         with opener(rng.path, "rb") as f:
-            yield from _blocks(f, 0, None, block)
+            yield from _chunks(io.BufferedReader(f), 0, None, block)
         return
     with open(rng.path, "rb") as f:
         pos = rng.start
@@ -108,12 +107,10 @@ def iter_blocks(rng: ByteRange, block: int = 4 << 20) -> Iterator[tuple[int, byt
             f.seek(rng.start - 1)
             if f.read(1) != b"\n":
                 pos += len(f.readline())
-        else:
-            f.seek(0)
-        yield from _blocks(f, pos, None if rng.end < 0 else rng.end, block)
+        yield from _chunks(f, pos, None if rng.end < 0 else rng.end, block)
 
 
-def _blocks(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, bytes]]:
+def _chunks(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, bytes]]:
     carry = b""
     while True:
         if limit is not None and pos >= limit:
@@ -123,16 +120,16 @@ def _blocks(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, b
             if carry:
                 yield pos, carry
             return
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        complete, carry = data[:cut], data[cut:]
+        if not complete:
             continue
-        whole, carry = data[: cut + 1], data[cut + 1 :]
-        if limit is not None and pos + len(whole) > limit:
-            # keep only the lines that start before `limit`
-            k = whole.find(b"\n", limit - pos - 1)
-            yield pos, whole[: k + 1]
+        if limit is not None and pos + len(complete) > limit:
+            # keep the lines that start before `limit`: up to the first
+            # newline at or after limit - 1
+            idx = complete.find(b"\n", max(limit - pos - 1, 0))
+            yield pos, complete[: idx + 1]
             return
-        yield pos, whole
-        pos += len(whole)
+        yield pos, complete
+        pos += len(complete)

@@ -1,0 +1,1 @@
+"""Backbones: loading, LoRA, pooling, tokenisation."""
