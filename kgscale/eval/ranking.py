@@ -88,7 +88,7 @@ def filtered_ranks(
     targets,
     filters: QueryFilters | None = None,
     *,
-    chunk_mb: float = 64.0,
+    chunk_mb: float = 256.0,
     chunk_rows: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,

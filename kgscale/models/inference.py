@@ -70,5 +70,18 @@ def load_for_inference(cfg: BackboneConfig, *, dtype=None):
             raise ModelLoadError(f"cannot apply the adapter in {adapter}: {exc}") from exc
         model.eval()
     has_tokenizer = adapter is not None and any((adapter / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = load_tokenizer(BackboneConfig(model=str(adapter)) if has_tokenizer else base)
+    tokenizer = _adapter_tokenizer(adapter) if has_tokenizer else load_tokenizer(base)
     return tokenizer, model, kind
+
+
+def _adapter_tokenizer(adapter: Path):
+    """The tokenizer saved beside an adapter (training may have added tokens)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(adapter))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer in {adapter}: {exc}") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.sep_token
+    return tok
