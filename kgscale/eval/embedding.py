@@ -21,13 +21,28 @@ from kgscale.models.embed import DTypeChoice, PoolingChoice
 class EmbedConfig(PoolConfig):
     # auto: last token + EOS for causal LMs (KaLM), mean for encoders (MiniLM)
     pooling: PoolingChoice = "auto"
-    # tokens per text; KaLM's reference cuts entity texts at 50 tokens
+    # tokens per view (EOS included for causal LMs)
     max_length: int = 64
+    # entity texts ("name: description") are cut to this many tokens before a
+    # view is composed, as KaLM's reference and kgscale's training do; None: not cut
+    max_entity_tokens: int | None = 50
     # texts per Ray Data batch handed to an actor, and per forward pass
     batch_size: int = 256
     micro_batch: int = 64
     # auto: bf16 on GPU, fp32 on CPU
     dtype: DTypeChoice = "auto"
+
+
+def truncate_entity_texts(texts: list[str], model: BackboneConfig, max_tokens: int | None) -> list[str]:
+    """Each text cut to its first ``max_tokens`` tokens of the model's tokenizer (as a string)."""
+    if max_tokens is None:
+        return list(texts)
+    from kgscale.models.inference import load_inference_tokenizer
+
+    tok = load_inference_tokenizer(model)
+    ids = tok(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    return [t if len(x) <= max_tokens else tok.decode(x[:max_tokens], clean_up_tokenization_spaces=False)
+            for t, x in zip(texts, ids)]
 
 
 def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig) -> np.ndarray:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
-from kgscale.eval.embedding import EmbedConfig, embed_texts
+from kgscale.eval.embedding import EmbedConfig, embed_texts, truncate_entity_texts
 from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
@@ -96,6 +96,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         rel_texts = _relation_texts(snap)
         keys = snap.entities["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
+        ent_texts = truncate_entity_texts(ent_texts, model, embed.max_entity_tokens)
     skipped = []
     ok = has_text[head] & has_text[tail]
     for i in np.flatnonzero(~ok):
@@ -136,7 +137,8 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         filters = QueryFilters(start=start, stop=stop, answers=row_of[index.answers])
     with timer("rank"):
         device = None if rank.device == "auto" else rank.device
-        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device)
+        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device,
+                               progress=bool(ray_cfg.progress_bars) if ray_cfg is not None else True)
 
     report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=snap.relations["key"].to_pylist())
     metrics = {

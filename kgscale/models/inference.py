@@ -74,6 +74,14 @@ def load_for_inference(cfg: BackboneConfig, *, dtype=None):
     return tokenizer, model, kind
 
 
+def load_inference_tokenizer(cfg: BackboneConfig):
+    """The tokenizer :func:`load_for_inference` would return, without the model."""
+    adapter = adapter_dir(cfg)
+    if adapter is not None and any((adapter / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return _adapter_tokenizer(adapter)
+    return load_tokenizer(base_config(cfg))
+
+
 def _adapter_tokenizer(adapter: Path):
     """The tokenizer saved beside an adapter (training may have added tokens)."""
     from transformers import AutoTokenizer

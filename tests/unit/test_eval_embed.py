@@ -74,3 +74,14 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="no config.json"):
         check_loadable(BackboneConfig(model=str(tmp_path / "empty")))
+
+
+def test_entity_texts_are_cut_by_tokens_before_views_are_composed():
+    from kgscale.eval.embedding import truncate_entity_texts
+
+    tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
+    texts = ["dog: a domestic animal that barks at strangers", "cat"]
+    cut = truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), 3)
+    assert cut[1] == "cat" and cut[0] == tok.decode(tok(texts[0], add_special_tokens=False)["input_ids"][:3])
+    assert len(tok(cut[0], add_special_tokens=False)["input_ids"]) == 3
+    assert truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), None) == texts
