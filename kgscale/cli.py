@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info")
+COMMANDS = ("ingest", "info", "eval")
 
 
 class UserError(Exception):
@@ -22,14 +22,17 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.config import ConfigError
+    from kgscale.eval.errors import EvalInputError
     from kgscale.kg.download import DownloadError
     from kgscale.kg.registry import DatasetError
     from kgscale.kg.rejects import RejectedInputError
     from kgscale.kg.snapshot import SnapshotError
+    from kgscale.models.backbone import ModelLoadError
     from kgscale.kg.sources import SourceError
     from kgscale.output import OutputExistsError
 
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError)
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError,
+            ModelLoadError, EvalInputError)
 
 
 def build_parser() -> argparse.ArgumentParser:

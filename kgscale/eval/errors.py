@@ -1,0 +1,6 @@
+"""Errors of the evaluation stages that the CLI reports without a traceback."""
+from __future__ import annotations
+
+
+class EvalInputError(ValueError):
+    """The input cannot be evaluated (no test split, nothing left to rank, no questions)."""

@@ -1,0 +1,207 @@
+"""The KG completion evaluation stage: ``kgscale eval kgc``.
+
+Embed every entity (tail view) and every test query, (h, r) for tails and
+(t, r^-1) for heads, rank all entities by cosine with the other true answers
+of train + valid + test filtered out, and write::
+
+    OUT/
+      metrics.json     MRR, MR, Hits@1/3/10 for tail, head and both, per relation,
+                       the tie rule, what was skipped and why, timings
+      ranks.parquet    one row a query: split row, head, relation, tail (ids and keys),
+                       direction, target, rank
+      skipped.jsonl    test triples not evaluated, with the reason
+      manifest.json
+
+A test triple whose head or tail has no text cannot be embedded: it is
+skipped, counted and written to skipped.jsonl (``strict``: an error). An
+entity without text is no candidate either. A snapshot without triples in the
+evaluated split is an error.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kgscale.config import StrictModel
+from kgscale.eval.errors import EvalInputError
+from kgscale.eval.embedding import EmbedConfig, embed_texts, truncate_entity_texts
+from kgscale.eval.filters import AnswerIndex, query_keys
+from kgscale.eval.metrics import format_metrics, ranking_report
+from kgscale.eval.ranking import QueryFilters, filtered_ranks
+from kgscale.kg.text import entity_text, query_text
+from kgscale.models.backbone import BackboneConfig
+from kgscale.output import Timer, atomic_dir, write_manifest
+
+TIE_RULE = ("expected rank: 1 + #(unfiltered candidates scoring above the true answer) "
+            "+ #(unfiltered other candidates scoring exactly the same) / 2")
+
+
+class RankConfig(StrictModel):
+    # MiB of scores computed at once: chunk rows = chunk_mb / (4 bytes * entities)
+    chunk_mb: float = 256.0
+    # auto: cuda when the driver has a GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class KGCConfig(StrictModel):
+    snapshot: Path
+    out: Path
+    split: Literal["test", "valid"] = "test"
+    # the true answers filtered from the ranking
+    filter_splits: tuple[Literal["train", "valid", "test"], ...] = ("train", "valid", "test")
+    # evaluate only the first N triples of the split (smoke runs); None: all
+    limit: int | None = None
+    strict: bool = False
+    overwrite: bool = False
+
+
+def _entity_texts(snapshot) -> list[str]:
+    e = snapshot.entities
+    return [entity_text(n, d) for n, d in zip(e["name"].to_pylist(), e["description"].to_pylist())]
+
+
+def _relation_texts(snapshot) -> list[str]:
+    r = snapshot.relations
+    return [(t or k or "").strip() for t, k in zip(r["text"].to_pylist(), r["key"].to_pylist())]
+
+
+def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
+    from kgscale.kg.snapshot import Snapshot
+    from kgscale.models.inference import check_loadable
+    from kgscale.output import OutputExistsError
+    from kgscale.ray_session import ensure_ray
+
+    timer = Timer()
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    snap = Snapshot(cfg.snapshot)
+    kind = check_loadable(model)  # a missing checkpoint fails here, before Ray starts
+    split = snap.triples(cfg.split)
+    if split.num_rows == 0:
+        raise EvalInputError(f"{snap.path} has no {cfg.split} triples: nothing to evaluate "
+                             f"(split counts: {snap.split_counts()})")
+    if cfg.limit is not None:
+        split = split.slice(0, cfg.limit)
+    head = split["head"].to_numpy().astype(np.int64)
+    rel = split["relation"].to_numpy().astype(np.int64)
+    tail = split["tail"].to_numpy().astype(np.int64)
+
+    with timer("texts"):
+        ent_texts = _entity_texts(snap)
+        rel_texts = _relation_texts(snap)
+        keys = snap.entities["key"].to_pylist()
+        has_text = np.array([bool(t) for t in ent_texts])
+        ent_texts = truncate_entity_texts(ent_texts, model, embed.max_entity_tokens)
+    skipped = []
+    ok = has_text[head] & has_text[tail]
+    for i in np.flatnonzero(~ok):
+        missing = [keys[x] for x in (head[i], tail[i]) if not has_text[x]]
+        skipped.append({"split": cfg.split, "row": int(i), "head": keys[head[i]], "relation": int(rel[i]),
+                        "tail": keys[tail[i]], "reason": f"entity has no text: {', '.join(dict.fromkeys(missing))}"})
+    if skipped and cfg.strict:
+        s = skipped[0]
+        raise EvalInputError(f"{cfg.split} row {s['row']} ({s['head']} {s['relation']} {s['tail']}): {s['reason']}")
+    rows = np.flatnonzero(ok)
+    if len(rows) == 0:
+        raise EvalInputError(f"every {cfg.split} triple names an entity without text; nothing to evaluate")
+
+    # Queries: (h, r, ->) with answer t, then (t, r, <-) with answer h.
+    m = len(rows)
+    q_entity = np.concatenate([head[rows], tail[rows]])
+    q_rel = np.concatenate([rel[rows], rel[rows]])
+    q_inv = np.concatenate([np.zeros(m, np.int64), np.ones(m, np.int64)])
+    q_target = np.concatenate([tail[rows], head[rows]])
+    q_row = np.concatenate([rows, rows])
+    # the same (entity, relation, direction) asked twice is embedded once
+    uniq, first, q_slot = np.unique(query_keys(q_entity, q_rel, q_inv, snap.num_relations),
+                                    return_index=True, return_inverse=True)
+    uniq_texts = [query_text(ent_texts[q_entity[i]], rel_texts[q_rel[i]], bool(q_inv[i])) for i in first]
+
+    candidates = np.flatnonzero(has_text)
+    row_of = np.full(snap.num_entities, -1, np.int64)
+    row_of[candidates] = np.arange(len(candidates))
+
+    ensure_ray(ray_cfg)
+    with timer("embed"):
+        texts = [ent_texts[i] for i in candidates] + uniq_texts
+        emb = embed_texts(texts, model, embed)
+        cand_emb, query_emb = emb[: len(candidates)], emb[len(candidates):][q_slot]
+    with timer("filters"):
+        index = AnswerIndex.from_snapshot(snap, tuple(cfg.filter_splits))
+        start, stop = index.spans(q_entity, q_rel, q_inv)
+        filters = QueryFilters(start=start, stop=stop, answers=row_of[index.answers])
+    with timer("rank"):
+        device = None if rank.device == "auto" else rank.device
+        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device,
+                               progress=bool(ray_cfg.progress_bars) if ray_cfg is not None else True)
+
+    report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=snap.relations["key"].to_pylist())
+    metrics = {
+        "model": model.model_dump(),
+        "model_kind": kind,
+        "snapshot": str(snap.path),
+        "split": cfg.split,
+        "filter_splits": list(cfg.filter_splits),
+        "tie_rule": TIE_RULE,
+        "scoring": "cosine of L2-normalised embeddings; entity tail view vs (h, r) / (t, r^-1) query view",
+        "pooling": embed.pooling if embed.pooling != "auto" else ("last" if kind == "causal" else "mean"),
+        "entities": snap.num_entities,
+        "candidates": int(len(candidates)),
+        "candidates_without_text": int((~has_text).sum()),
+        "triples_in_split": int(snap.split_counts().get(cfg.split, 0)),
+        "triples_evaluated": int(m),
+        "triples_skipped": {"total": len(skipped), "entity has no text": len(skipped)},
+        "queries": int(len(ranks)),
+        "unique_query_texts": int(len(uniq)),
+        "embedding_dim": int(emb.shape[1]),
+        **{k: report[k] for k in ("tail", "head", "both")},
+        "per_relation": report["per_relation"],
+    }
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        with timer("write"):
+            pq.write_table(pa.table({
+                "split_row": pa.array(q_row, pa.int64()),
+                "head": pa.array(head[q_row], pa.int32()),
+                "relation": pa.array(q_rel, pa.int32()),
+                "tail": pa.array(tail[q_row], pa.int32()),
+                "head_key": pa.array([keys[x] for x in head[q_row]], pa.string()),
+                "tail_key": pa.array([keys[x] for x in tail[q_row]], pa.string()),
+                "direction": pa.array(np.where(q_inv == 1, "head", "tail"), pa.string()),
+                "target": pa.array(q_target, pa.int32()),
+                "rank": pa.array(ranks, pa.float64()),
+            }), tmp / "ranks.parquet")
+            with open(tmp / "skipped.jsonl", "w", encoding="utf-8") as f:
+                for s in skipped:
+                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+        metrics["timings_s"] = timer.total()
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        manifest = write_manifest(
+            tmp, "eval-kgc",
+            config={"kgc": cfg.model_dump(mode="json"), "model": model.model_dump(), "embed": embed.model_dump(),
+                    "rank": rank.model_dump()},
+            inputs={"snapshot": str(snap.path), "snapshot_created_at": snap.manifest.get("created_at")},
+            counts={"queries": metrics["queries"], "triples_evaluated": m, "candidates": metrics["candidates"]},
+            rejected={"total": len(skipped), "by_reason": {"entity has no text": len(skipped)} if skipped else {}},
+            metrics={side: metrics[side] for side in ("tail", "head", "both")},
+            timings_s=metrics["timings_s"],
+        )
+    return manifest | {"metrics": metrics}
+
+
+def summary(result: dict, out: Path) -> str:
+    m = result["metrics"]
+    t = m["timings_s"]
+    skipped = m["triples_skipped"]["total"]
+    return (
+        f"Evaluated {m['model']['model']} on {m['triples_evaluated']:,} {m['split']} triples of {m['snapshot']} "
+        f"({m['queries']:,} queries ranked over {m['candidates']:,} entities, filtered by "
+        f"{' + '.join(m['filter_splits'])}; {skipped:,} triples skipped for entities without text). "
+        f"Both directions: {format_metrics(m['both'])}; tail: MRR {m['tail']['mrr']:.4f}, head: MRR {m['head']['mrr']:.4f}. "
+        f"Embedding {t.get('embed', 0):.1f} s, ranking {t.get('rank', 0):.1f} s, total {t['total']:.1f} s; "
+        f"metrics.json and ranks.parquet in {out}."
+    )

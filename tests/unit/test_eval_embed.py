@@ -1,0 +1,87 @@
+"""Embeddings for evaluation: the right pooling per family, adapters applied."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kgscale.models.backbone import BackboneConfig, ModelLoadError, load_model, load_tokenizer, resolve
+from kgscale.models.embed import Embedder, tokenize_views
+from kgscale.models.inference import check_loadable, load_for_inference
+
+TEXTS = ["stool: solid excretory product evacuated from the bowels",
+         "chieftainship: the position of chieftain ; inverse has part", "dog"]
+
+
+def test_minilm_matches_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    path = resolve(BackboneConfig(model="all-minilm-l6-v2"))
+    ours = Embedder({"model": "all-minilm-l6-v2"}, max_length=256).embed(TEXTS)
+    theirs = st.SentenceTransformer(str(path), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    assert ours.shape == (3, 384)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_causal_lm_reads_the_eos_state():
+    emb = Embedder({"model": "tiny-llama"}, max_length=8)
+    assert (emb.pooling, emb.append_eos) == ("last", True)
+    tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
+    model = load_model(BackboneConfig(model="tiny-llama"))
+    got = emb.embed(TEXTS)
+    for i, text in enumerate(TEXTS):
+        ids = tok(text, truncation=True, max_length=7)["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            h = model.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
+        np.testing.assert_allclose(got[i], (h / h.norm()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_tokenize_views_cuts_and_ends_with_eos():
+    tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
+    enc = tokenize_views(tok, ["a b c d e f g h i j k", "a"], max_length=5, append_eos=True)
+    assert enc["input_ids"].shape == (2, 5)
+    assert enc["input_ids"][0, -1] == tok.eos_token_id and enc["attention_mask"][1].tolist() == [1, 1, 0, 0, 0]
+    assert enc["input_ids"][1, 1] == tok.eos_token_id
+
+
+def test_peft_adapter_directory_is_applied(tmp_path):
+    peft = pytest.importorskip("peft")
+    base_cfg = BackboneConfig(model="tiny-llama")
+    base = load_model(base_cfg)
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["gate_proj", "up_proj", "down_proj"],
+                           init_lora_weights=False)  # random B: the adapter changes the outputs
+    torch.manual_seed(0)
+    wrapped = peft.get_peft_model(base, lora)
+    wrapped.save_pretrained(tmp_path / "trained")
+    load_tokenizer(base_cfg).save_pretrained(tmp_path / "trained")
+    cfg = BackboneConfig(model=str(tmp_path / "trained"))
+    assert check_loadable(cfg) == "causal"
+    tok, merged, kind = load_for_inference(cfg)
+    assert kind == "causal" and not hasattr(merged, "peft_config")
+    ids = torch.tensor([tok("a dog ; hypernym")["input_ids"]])
+    with torch.no_grad():
+        expected = wrapped(input_ids=ids).logits
+        np.testing.assert_allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
+        assert not torch.allclose(load_model(base_cfg)(input_ids=ids).logits, expected, atol=1e-3)
+    a = Embedder({"model": str(tmp_path / "trained")}).embed(TEXTS)
+    b = Embedder({"model": "tiny-llama"}).embed(TEXTS)
+    assert not np.allclose(a, b, atol=1e-3)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        check_loadable(BackboneConfig(model=str(tmp_path / "no-such-checkpoint")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        check_loadable(BackboneConfig(model=str(tmp_path / "empty")))
+
+
+def test_entity_texts_are_cut_by_tokens_before_views_are_composed():
+    from kgscale.eval.embedding import truncate_entity_texts
+
+    tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
+    texts = ["dog: a domestic animal that barks at strangers", "cat"]
+    cut = truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), 3)
+    assert cut[1] == "cat" and cut[0] == tok.decode(tok(texts[0], add_special_tokens=False)["input_ids"][:3])
+    assert len(tok(cut[0], add_special_tokens=False)["input_ids"]) == 3
+    assert truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), None) == texts
