@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales")
 
 
 class UserError(Exception):
@@ -28,8 +28,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.snapshot import SnapshotError
     from kgscale.kg.sources import SourceError
     from kgscale.output import OutputExistsError
+    from kgscale.synth import SynthInputError
 
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError)
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
+            OutputExistsError, SynthInputError)
 
 
 def build_parser() -> argparse.ArgumentParser:

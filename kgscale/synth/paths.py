@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from pydantic import Field
 
 from kgscale.config import StrictModel
 from kgscale.kg.graph import CSRGraph
@@ -53,25 +54,18 @@ MAX_HOPS = 4
 
 
 class SearchConfig(StrictModel):
-    # longest path, in hops (1..4)
-    max_hops: int = 3
+    # longest path, in hops
+    max_hops: int = Field(3, ge=1, le=MAX_HOPS)
     # paths kept per question, cheapest first; 0 keeps every path found
-    max_paths: int = 16
+    max_paths: int = Field(16, ge=0)
     # edges an expansion follows per node (lowest-degree neighbours first); 0: no cap
-    fanout: int = 64
-    # cost of a hop, and weight of log2(degree) of each inner node (hubs are uninformative)
-    hop_cost: float = 1.0
-    hub_weight: float = 1.0
+    fanout: int = Field(64, ge=0)
+    # cost of a hop, and weight of log2(degree) of each inner node (hubs are
+    # uninformative); never negative, so a path's cost only grows as it extends
+    hop_cost: float = Field(1.0, ge=0)
+    hub_weight: float = Field(1.0, ge=0)
     # seeds the tie-breaks (which of equal-degree edges a cap keeps, which of equal-cost paths survive)
-    seed: int = 0
-
-    def model_post_init(self, __context) -> None:
-        if not 1 <= self.max_hops <= MAX_HOPS:
-            raise ValueError(f"max_hops must be between 1 and {MAX_HOPS}, got {self.max_hops}")
-        if self.max_paths < 0 or self.fanout < 0:
-            raise ValueError("max_paths and fanout must be >= 0 (0: no limit)")
-        if self.hop_cost < 0 or self.hub_weight < 0:
-            raise ValueError("hop_cost and hub_weight must be >= 0 (costs must not decrease along a path)")
+    seed: int = Field(0, ge=0)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

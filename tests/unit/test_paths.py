@@ -186,7 +186,7 @@ def test_no_sources_or_targets_gives_no_paths_and_validates_ids():
 
 
 def test_config_is_validated():
-    with pytest.raises(ValueError, match="max_hops"):
+    with pytest.raises(ValueError, match="max_hops"):  # pydantic errors are ValueErrors
         SearchConfig(max_hops=5)
     with pytest.raises(ValueError):
         SearchConfig(fanout=-1)
