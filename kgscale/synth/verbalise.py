@@ -79,3 +79,13 @@ def verbalise_rationale(question: str, answer: str, paths: list[dict]) -> str:
 def format_paths(paths: list[dict]) -> str:
     """Paths for a prompt: one per line, numbered."""
     return "\n".join(f"{i + 1}. {p['text']}" for i, p in enumerate(paths))
+
+
+def format_facts(paths: list[dict]) -> str:
+    """Every step of the paths as a triple sentence, once each, one a line."""
+    seen: list[str] = []
+    for path in paths:
+        for sentence in step_sentences(path):
+            if sentence not in seen:
+                seen.append(sentence)
+    return "\n".join(f"- {s}" for s in seen)
