@@ -26,6 +26,7 @@ TOY_TRIPLES = [
     ("magazine", "hypernym", "publication", "train"),
     ("bookstore", "hypernym", "store", "train"),
     ("store", "related to", "book", "train"),
+    ("bookstore", "related to", "book", "train"),
     ("bank", "related to", "money", "train"),
     ("security", "related to", "guard", "train"),
     ("guard", "related to", "bank", "train"),

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from kgscale.config import StrictModel
 from kgscale.synth.linking import normalise
@@ -49,9 +49,9 @@ Explain in one or two sentences why "{answer}" is the correct answer, using the 
 class TeacherConfig(StrictModel):
     kind: Literal["verbaliser", "hf", "openai"] = "verbaliser"
     # hf: a model kgscale.models.backbone loads; openai: the model name the endpoint serves
-    model: str | None = None
+    model: str | None = Field(None, validate_default=True)
     # openai: the API root, e.g. http://127.0.0.1:8000/v1 (the client posts to {base_url}/chat/completions)
-    base_url: str | None = None
+    base_url: str | None = Field(None, validate_default=True)
     # openai: environment variable holding the bearer token (never the token itself)
     api_key_env: str | None = None
     system_prompt: str = DEFAULT_SYSTEM
@@ -77,19 +77,25 @@ class TeacherConfig(StrictModel):
     backoff_s: float = Field(1.0, ge=0)
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.kind == "hf" and not self.model:
-            raise ValueError("model: required when kind is hf (e.g. smollm2-135m-instruct)")
-        if self.kind == "openai" and not (self.model and self.base_url):
-            raise ValueError("model and base_url: required when kind is openai")
+    # cross-field checks as field validators, so an error names the dotted key
+    # (fields validate in order: kind comes before model and base_url)
+    @field_validator("model", "base_url")
+    @classmethod
+    def _needed(cls, value, info: ValidationInfo):
+        kind = info.data.get("kind")
+        if value is None and (kind == "openai" or (kind == "hf" and info.field_name == "model")):
+            example = " (e.g. smollm2-135m-instruct)" if kind == "hf" else ""
+            raise ValueError(f"required when kind is {kind}{example}")
+        return value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
         try:
-            self.prompt_template.format(question="q", choices="c", answer="a", paths="p", facts="f")
+            value.format(question="q", choices="c", answer="a", paths="p", facts="f")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"prompt_template: only {{question}} {{choices}} {{answer}} {{paths}} {{facts}} may appear ({exc})"
-            ) from None
-        return self
+            raise ValueError(f"only {{question}} {{choices}} {{answer}} {{paths}} {{facts}} may appear ({exc})") from None
+        return value
 
     def teacher_id(self) -> str:
         if self.kind == "hf":
