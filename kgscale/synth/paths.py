@@ -178,8 +178,8 @@ def find_paths(
         float(cfg.hub_weight),
         np.uint64(cfg.seed & 0xFFFFFFFFFFFFFFFF),
     )
-    order = np.lexsort((hsh, cost, q))
-    return PathBatch(question=q[order], hops=hops[order], cost=cost[order], edges=edges[order], stats=stats)
+    # already in (question, cost, tie hash) order
+    return PathBatch(question=q, hops=hops, cost=cost, edges=edges, stats=stats)
 
 
 def _pack(groups: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -595,7 +595,10 @@ def _mine_batch(indptr, neighbor, pref, twin, node_cost, src_ptr, src, tgt_ptr, 
             o_hash = np.concatenate((o_hash[:n_out], np.empty(new_cap - n_out, np.uint64)))
             o_edges = np.concatenate((o_edges[:n_out], np.full((new_cap - n_out, H), -1, np.int64)))
             o_cap = new_cap
-        for x in range(n_t):
+        # cheapest first, ties by hash: a stable sort by cost of the hash-sorted paths
+        by_hash = np.argsort(t_hash[:n_t])
+        order = by_hash[np.argsort(t_cost[:n_t][by_hash], kind="mergesort")]
+        for x in order:
             o_q[n_out] = q
             o_hops[n_out] = t_hops[x]
             o_cost[n_out] = t_cost[x]
