@@ -56,7 +56,7 @@ def teach_table(batch: pa.Table, teacher, cfg: TeacherConfig) -> pa.Table:
             "rationale": res.rationale,
             "teacher": tid,
             "prompt_sha256": prompt_sha256(m),
-            "flagged": (not mentions_path_entity(res.rationale, shown)) if res.rationale is not None else None,
+            "flagged": (not mentions_path_entity(res.rationale, shown, r["answer"])) if res.rationale is not None else None,
             "paths": [p["text"] for p in shown],
             "split": r.get("split"),
             "origin": r.get("origin"),

@@ -63,6 +63,8 @@ class TeacherConfig(StrictModel):
     max_new_tokens: int = Field(160, ge=1)
     # 0: greedy decoding
     temperature: float = Field(0.0, ge=0)
+    # hf: >1 discourages the loops small models fall into
+    repetition_penalty: float = Field(1.0, gt=0)
     # questions per actor call (hf: one generate call)
     batch_size: int = Field(8, ge=1)
     # teacher actors
@@ -128,13 +130,16 @@ def prompt_sha256(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def mentions_path_entity(rationale: str, paths: list[dict]) -> bool:
-    """Whether the rationale names at least one entity on its paths (whole words, normalised)."""
+def mentions_path_entity(rationale: str, paths: list[dict], answer: str = "") -> bool:
+    """Whether the rationale names at least one entity on its paths (whole
+    words, normalised). Names that are part of the answer do not count:
+    restating the answer says nothing about the paths."""
     text = f" {normalise(rationale)} "
+    said = f" {normalise(answer)} "
     for path in paths:
         for name in path["names"]:
             key = normalise(name)
-            if key and f" {key} " in text:
+            if key and f" {key} " in text and f" {key} " not in said:
                 return True
     return False
 
@@ -177,7 +182,8 @@ class HFTeacher:
         texts = [self._render(m) for m in messages]
         # the chat template already adds BOS and the like
         enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=not getattr(self.tok, "chat_template", None))
-        kwargs = {"max_new_tokens": self.cfg.max_new_tokens, "pad_token_id": self.tok.pad_token_id}
+        kwargs = {"max_new_tokens": self.cfg.max_new_tokens, "pad_token_id": self.tok.pad_token_id,
+                  "repetition_penalty": self.cfg.repetition_penalty}
         if self.cfg.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.cfg.temperature)
             self.torch.manual_seed(self.cfg.seed)

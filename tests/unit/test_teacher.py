@@ -50,6 +50,10 @@ def test_a_rationale_naming_no_path_entity_is_flagged():
     assert mentions_path_entity("The Bank keeps a vault.", [PATH])
     assert not mentions_path_entity("Banks keep vaults.", [PATH])  # whole names only
     assert not mentions_path_entity("It just is.", [PATH])
+    # restating the answer is not using the paths
+    assert not mentions_path_entity("The answer is the bank.", [PATH], answer="bank")
+    assert not mentions_path_entity("A door.", [PATH], answer="revolving door")
+    assert mentions_path_entity("A revolving door leads in.", [PATH], answer="bank")
     t = teach_table(pa.Table.from_pylist([row()]), VerbaliserTeacher(TeacherConfig()), TeacherConfig()).to_pylist()[0]
     assert t["teacher"] == "verbaliser" and not t["flagged"] and t["error"] is None
     assert t["rationale"] == ("revolving door leads to bank: revolving door hypernym door; bank has part door. "
