@@ -63,6 +63,7 @@ def mine_table(batch: pa.Table, shared: SharedGraph, cfg: SearchConfig) -> pa.Ta
         "search_status": pa.array(status, pa.string()),
         "search_work": pa.array(pb.stats[:, 0]),
         "searched_from_answer": pa.array(pb.stats[:, 2].astype(bool)),
+        "searched_without_caps": pa.array(pb.stats[:, 3].astype(bool)),
     }
     out = batch
     for name, typ in MINED_FIELDS:
@@ -248,6 +249,7 @@ class _Stats:
         self.work: list[np.ndarray] = []
         self.by_split: dict[str, dict[str, int]] = {}
         self.from_answer = 0
+        self.uncapped = 0
 
     def add(self, t: pa.Table) -> None:
         n = t.num_rows
@@ -262,6 +264,7 @@ class _Stats:
         self.hops += np.bincount(hops, minlength=len(self.hops))[: len(self.hops)]
         self.work.append(t["search_work"].to_numpy())
         self.from_answer += int(t["searched_from_answer"].to_numpy(zero_copy_only=False).sum())
+        self.uncapped += int(t["searched_without_caps"].to_numpy(zero_copy_only=False).sum())
         splits = t["split"].to_pylist() if "split" in t.column_names else ["all"] * n
         for s, k in zip(splits, num):
             d = self.by_split.setdefault(str(s), {"questions": 0, "with_path": 0})
@@ -278,6 +281,7 @@ class _Stats:
             "paths_per_question": round(self.paths / self.questions, 3) if self.questions else 0.0,
             "paths_by_hops": {str(h): int(c) for h, c in enumerate(self.hops) if h > 0},
             "searched_from_answer_side": self.from_answer,
+            "searched_again_without_caps": self.uncapped,
             "edges_examined": {"median": float(np.median(work)), "p99": float(np.percentile(work, 99)), "max": int(work.max())},
             "by_split": self.by_split,
         }

@@ -20,7 +20,8 @@ How it stays fast on hub-heavy graphs:
 - *Fan-out caps.* An expansion (a node the search walks on from) follows at
   most ``fanout`` of its edges: the ones to the lowest-degree neighbours,
   ties broken by a seeded hash (:class:`SearchIndex`). The meeting step is
-  an exact lookup and is never capped.
+  an exact lookup and is never capped. A question the caps leave without
+  any path is searched once more without them (``retry_uncapped``).
 - *A preference for informative paths, A*-style.* A path costs
   ``hop_cost * hops + hub_weight * sum(log2 degree of its inner nodes)``,
   so a path through a hub is dearer than one through specific entities.
@@ -64,6 +65,8 @@ class SearchConfig(StrictModel):
     # uninformative); never negative, so a path's cost only grows as it extends
     hop_cost: float = Field(1.0, ge=0)
     hub_weight: float = Field(1.0, ge=0)
+    # a question the caps leave with no path is searched once more without them
+    retry_uncapped: bool = True
     # seeds the tie-breaks (which of equal-degree edges a cap keeps, which of equal-cost paths survive)
     seed: int = Field(0, ge=0)
 
@@ -127,8 +130,9 @@ class PathBatch:
     hops: np.ndarray  # int64 [P]
     cost: np.ndarray  # float64 [P]
     edges: np.ndarray  # int64 [P, max_hops]
-    # per question: [edges examined, paths found before the top-K cut, searched from the answer side]
-    stats: np.ndarray  # int64 [Q, 3]
+    # per question: [edges examined, paths found before the top-K cut,
+    # searched from the answer side, searched again without caps]
+    stats: np.ndarray  # int64 [Q, 4]
 
     def nodes(self, graph: CSRGraph, index: SearchIndex) -> np.ndarray:
         """Entity ids along each path, [P, max_hops + 1], -1 past its end."""
@@ -159,6 +163,29 @@ def find_paths(
     """Paths for each question q from ``sources[q]`` to ``targets[q]`` (entity ids)."""
     if len(sources) != len(targets):
         raise ValueError("sources and targets must have one entry per question")
+    pb = _search(graph, index, sources, targets, cfg, cfg.fanout)
+    stats = np.concatenate([pb.stats, np.zeros((len(sources), 1), np.int64)], axis=1)
+    if cfg.fanout > 0 and cfg.retry_uncapped:
+        # the caps bound the work on hubs; a question they leave with no path at
+        # all is searched once more without them
+        has = np.bincount(pb.question, minlength=len(sources)) > 0
+        again = [q for q in range(len(sources)) if not has[q] and len(sources[q]) and len(targets[q])]
+        if again:
+            pb2 = _search(graph, index, [sources[q] for q in again], [targets[q] for q in again], cfg, 0)
+            ids = np.asarray(again, dtype=np.int64)
+            stats[ids, 0] += pb2.stats[:, 0]
+            stats[ids, 1] = pb2.stats[:, 1]
+            stats[ids, 3] = 1
+            q = np.concatenate([pb.question, ids[pb2.question]])
+            order = np.argsort(q, kind="stable")  # keeps each question's cost order
+            pb = PathBatch(question=q[order], hops=np.concatenate([pb.hops, pb2.hops])[order],
+                           cost=np.concatenate([pb.cost, pb2.cost])[order],
+                           edges=np.concatenate([pb.edges, pb2.edges])[order], stats=stats)
+    pb.stats = stats
+    return pb
+
+
+def _search(graph, index, sources, targets, cfg: SearchConfig, fanout: int) -> PathBatch:
     src_ptr, src = _pack(sources, graph.num_entities)
     tgt_ptr, tgt = _pack(targets, graph.num_entities)
     q, hops, cost, hsh, edges, stats = _mine_batch(
@@ -173,7 +200,7 @@ def find_paths(
         tgt,
         cfg.max_hops,
         cfg.max_paths,
-        cfg.fanout,
+        fanout,
         float(cfg.hop_cost),
         float(cfg.hub_weight),
         np.uint64(cfg.seed & 0xFFFFFFFFFFFFFFFF),

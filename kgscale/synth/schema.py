@@ -55,6 +55,7 @@ MINED_FIELDS = [
     ("search_status", pa.string()),
     ("search_work", pa.int64()),  # edges the search examined
     ("searched_from_answer", pa.bool_()),  # the walk started at the answer side (cheaper)
+    ("searched_without_caps", pa.bool_()),  # the caps found nothing, so it was searched again without them
 ]
 
 RATIONALE_FIELDS = [

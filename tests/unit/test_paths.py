@@ -180,7 +180,7 @@ def test_no_sources_or_targets_gives_no_paths_and_validates_ids():
     graph = many_equal_paths(4)
     index = SearchIndex.build(graph)
     pb = find_paths(graph, index, [np.array([], int), np.array([0])], [np.array([1]), np.array([], int)], SearchConfig())
-    assert len(pb.hops) == 0 and pb.stats.shape == (2, 3)
+    assert len(pb.hops) == 0 and pb.stats.shape == (2, 4)
     with pytest.raises(ValueError, match="out of range"):
         find_paths(graph, index, [np.array([99])], [np.array([1])], SearchConfig())
 
@@ -190,3 +190,18 @@ def test_config_is_validated():
         SearchConfig(max_hops=5)
     with pytest.raises(ValueError):
         SearchConfig(fanout=-1)
+
+
+def test_a_question_the_caps_leave_without_a_path_is_searched_again_without_them():
+    # s=0 - a=1 - b=2 - t=3, and 10 dead-end leaves on each of s and t: a cap
+    # of 2 keeps the leaves (lowest degree first) and loses the only path
+    h = [0, 1, 2] + [0] * 10 + [3] * 10
+    t = [1, 2, 3] + list(range(4, 14)) + list(range(14, 24))
+    graph = CSRGraph.from_triples(np.array(h), np.zeros(len(h), int), np.array(t), 24, 1)
+    index = SearchIndex.build(graph)
+    strict = find_paths(graph, index, [np.array([0])], [np.array([3])], SearchConfig(fanout=2, retry_uncapped=False))
+    assert len(strict.hops) == 0 and strict.stats[0, 3] == 0
+    pb = find_paths(graph, index, [np.array([0]), np.array([0])], [np.array([3]), np.array([1])], SearchConfig(fanout=2))
+    assert pb.question.tolist() == [0, 1]  # still grouped by question
+    assert pb.nodes(graph, index)[0].tolist() == [0, 1, 2, 3]
+    assert pb.stats[:, 3].tolist() == [1, 0]  # only the question without a path was searched again
