@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "eval")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "eval")
 
 
 class UserError(Exception):
@@ -30,9 +30,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.models.backbone import ModelLoadError
     from kgscale.kg.sources import SourceError
     from kgscale.output import OutputExistsError
+    from kgscale.synth import SynthInputError
 
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError,
-            ModelLoadError, EvalInputError)
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
+            OutputExistsError, ModelLoadError, EvalInputError, SynthInputError)
 
 
 def build_parser() -> argparse.ArgumentParser:
