@@ -120,7 +120,8 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # no KV cache while training
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # non-reentrant checkpointing works with frozen inputs (LoRA) and ZeRO-3
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -66,7 +67,13 @@ def train_loop_per_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
-    say = (lambda msg: print(f"[kgscale train] {msg}", flush=True)) if rank == 0 else (lambda msg: None)
+
+    def say(msg: str) -> None:
+        # sys.stdout, not print: Ray Train patches print to also log each line,
+        # which would show every progress line twice
+        if rank == 0:
+            sys.stdout.write(f"[kgscale train] {msg}\n")
+            sys.stdout.flush()
 
     # --- model, objective, engine
     torch.manual_seed(t.seed)  # identical initial adapters on every rank
@@ -171,5 +178,6 @@ def _maybe_inject_fault(fault, rank: int, step: int, run_dir: Path) -> None:
     if marker.exists():
         return
     marker.write_text(f"rank {rank} killed after step {step}\n")
-    print(f"[kgscale train] fault injection: killing rank {rank} (pid {os.getpid()}) after step {step}", flush=True)
+    sys.stdout.write(f"[kgscale train] fault injection: killing rank {rank} (pid {os.getpid()}) after step {step}\n")
+    sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
