@@ -1,6 +1,6 @@
 """Tokenisation of training samples: one callable class an objective, run by
-Ray Data's ``map_batches`` in an actor pool (each actor loads the tokenizer
-once). Each turns a batch of text rows into ragged int32 id lists; padding
+Ray Data's ``map_batches`` (each worker process builds it, and so loads the
+tokenizer, once: :func:`kgscale.samples.pipeline.tokenized_dataset`). Each turns a batch of text rows into ragged int32 id lists; padding
 happens per micro-batch on the worker (:mod:`kgscale.samples.collate`), so no
 sequence is padded to the longest of the whole dataset.
 

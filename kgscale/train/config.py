@@ -38,8 +38,8 @@ class DataSettings(StrictModel):
     max_length: int = Field(128, ge=8)
     # a rejected input row is fatal
     strict: bool = False
-    # tokeniser actors in the Ray Data pipeline
-    tokenize_actors: int = Field(1, ge=1)
+    # tokenisation tasks running at once in the Ray Data pipeline
+    tokenize_tasks: int = Field(2, ge=1)
     # KaLM: entity texts are cut at this many tokens before composing a view
     max_entity_tokens: int = Field(50, ge=1)
     # KaLM: also train (t, r^-1) -> h
@@ -65,6 +65,12 @@ class FaultInjection(StrictModel):
 
     rank: int = Field(1, ge=0)
     step: int = Field(..., ge=1)
+    # wait before the kill. Ray Train registers a reported checkpoint when its
+    # controller next polls the workers (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S,
+    # 2 s by default); a worker that dies before that poll takes its report with
+    # it, and recovery starts from the checkpoint before. The default waits out
+    # one poll so a test knows which checkpoint the run resumes from.
+    delay_s: float = Field(3.0, ge=0)
 
 
 class TrainSettings(StrictModel):

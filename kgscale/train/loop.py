@@ -61,6 +61,7 @@ def train_loop_per_worker(config: dict) -> None:
     from kgscale.train.export import save_hf_model, split_state
     from kgscale.train.metrics import METRICS, MetricsLog, Window, peak_memory_mb, progress_line
 
+    started = time.perf_counter()
     cfg = TrainConfig.model_validate(config["cfg"])
     info = config["info"]
     t, run_dir = cfg.train, Path(info["run_dir"])
@@ -89,7 +90,8 @@ def train_loop_per_worker(config: dict) -> None:
     engine = make_engine(TrainModule(model, objective), t, precision, device)
     say(f"{cfg.objective.name} on {cfg.model.model}: {trainable:,} of {total:,} parameters trained "
         f"({'LoRA' if cfg.model.lora.enabled else 'full'}), {t.strategy}"
-        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}")
+        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}; "
+        f"ready in {time.perf_counter() - started:.1f} s")
 
     # --- resume
     log = MetricsLog(run_dir / METRICS if rank == 0 else None)
@@ -101,6 +103,8 @@ def train_loop_per_worker(config: dict) -> None:
             state = LoopState.load(Path(d))
             log.restore(Path(d), state.step)
         say(f"resumed from checkpoint at step {state.step} (epoch {state.epoch})")
+    else:
+        log.start()
     (run_dir / "workers").mkdir(parents=True, exist_ok=True)
     (run_dir / "workers" / f"rank{rank}.pid").write_text(str(os.getpid()))
 
@@ -134,6 +138,7 @@ def train_loop_per_worker(config: dict) -> None:
                 continue  # consumed before the checkpoint this run resumed from
             batch, tokens = collate(raw, info["pad_id"], objective_cls.batch_keys)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            lr = engine.lr()  # the rate this micro-batch's optimiser step uses
             out, stepped = engine.micro_step(batch)
             used += 1
             state.micro_in_epoch = i + 1
@@ -147,7 +152,7 @@ def train_loop_per_worker(config: dict) -> None:
             if state.step % t.log_every == 0 or final or state.step % t.checkpoint_every == 0:
                 steps_in_window = max(1, window.micro // t.grad_accum_steps)
                 row = {"step": state.step, "epoch": state.epoch, **window.reduce(device, peak_memory_mb(device)),
-                       "lr": engine.lr(), "s_per_step": (time.perf_counter() - step_timer) / steps_in_window,
+                       "lr": lr, "s_per_step": (time.perf_counter() - step_timer) / steps_in_window,
                        "time": time.time()}
                 if rank == 0:
                     log.append(row)
@@ -177,6 +182,7 @@ def _maybe_inject_fault(fault, rank: int, step: int, run_dir: Path) -> None:
     marker = run_dir / FAULT_MARKER
     if marker.exists():
         return
+    time.sleep(fault.delay_s)
     marker.write_text(f"rank {rank} killed after step {step}\n")
     sys.stdout.write(f"[kgscale train] fault injection: killing rank {rank} (pid {os.getpid()}) after step {step}\n")
     sys.stdout.flush()

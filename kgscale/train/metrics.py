@@ -85,6 +85,13 @@ class MetricsLog:
             for row in self.rows:
                 f.write(json.dumps(row) + "\n")
 
+    def start(self) -> None:
+        """A run without a checkpoint. If the live file has rows, workers failed
+        before the first checkpoint and the run starts over: say so."""
+        if self.path is not None and self.path.is_file() and self.path.stat().st_size:
+            self.path.write_text("")
+            self.append({"event": "restarted", "step": 0, "time": time.time()})
+
     def restore(self, directory: Path, step: int) -> None:
         """History from a checkpoint, plus a row that says the run resumed."""
         src = Path(directory) / METRICS

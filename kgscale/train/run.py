@@ -168,8 +168,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         check_batch_fits(cfg, table.num_rows)
     with timer("tokenize"):
         stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id)
-        ds = tokenized_dataset(table, stage, kwargs, cfg.data.tokenize_actors)
-        truncated = int(ds.sum("truncated") or 0)
+        ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.tokenize_tasks)
     info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id}
     if cfg.objective.name in ("kalm", "kalm_contrastive") and cfg.objective.mask_known_triples:
         info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
@@ -226,7 +225,7 @@ def _manifest(tmp: Path, cfg: TrainConfig, pre: Preflight, history: list[dict], 
               truncated: int, rejects: SampleRejects, run_dir: Path, checkpoint: str, resume: bool, started: float,
               timer: Timer) -> dict:
     steps = [r for r in history if "step" in r and "loss" in r]
-    resumed = [r for r in history if r.get("event") == "resumed" and r.get("time", 0) >= started]
+    resumed = [r for r in history if r.get("event") in ("resumed", "restarted") and r.get("time", 0) >= started]
     failures_recovered = max(0, len(resumed) - (1 if resume else 0))
     t = cfg.train
     return write_manifest(
