@@ -13,8 +13,8 @@ class RayConfig(StrictModel):
     # else start a local Ray.
     address: str | None = None
     num_cpus: int | None = None
-    # Ray Data progress bars: on for people, off in tests and CI logs.
-    progress_bars: bool = True
+    # Ray Data progress bars; None leaves Ray's setting alone
+    progress_bars: bool | None = None
 
 
 def ensure_ray(cfg: RayConfig | None = None) -> None:
@@ -25,5 +25,5 @@ def ensure_ray(cfg: RayConfig | None = None) -> None:
         if cfg.num_cpus is not None and not address:
             kwargs["num_cpus"] = cfg.num_cpus
         ray.init(address=address, **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.progress_bars
+    if cfg.progress_bars is not None:
+        ray.data.DataContext.get_current().enable_progress_bars = cfg.progress_bars
