@@ -44,12 +44,12 @@ def tokenizer_stage(cfg, special_tokens: tuple[str, ...], decoder_start_token_id
     base = {"backbone": cfg.model.model_dump(include={"model", "gguf_file", "kind", "seed"}, mode="json"),
             "special_tokens": tuple(special_tokens), "max_length": d.max_length}
     if name.startswith("kalm"):
-        return KaLMTokenize, {**base, "max_entity_tokens": d.max_entity_tokens, "lm_prompt": d.lm_prompt,
+        return KaLMTokenize, {**base, "max_entity_length": d.max_entity_length, "lm_prompt": d.lm_prompt,
                               "views": name != "kalm_lm", "lm": name != "kalm_contrastive"}
     if name == "kale":
         return KALETokenize, base
     return KILMTokenize, {**base, "decoder_start_token_id": decoder_start_token_id, "mask_ratio": d.mask_ratio,
-                          "poisson_lambda": d.poisson_lambda, "max_description_tokens": d.max_description_tokens,
+                          "poisson_lambda": d.poisson_lambda, "max_description_length": d.max_description_length,
                           "seed": d.seed}
 
 

@@ -41,16 +41,16 @@ class KaLMTokenize(_Tokenize):
     ``lm_labels`` (completion prompt + tail text + EOS; labels only on the
     completion), ``query_id``, ``answer_id``, ``truncated``."""
 
-    def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int, max_entity_tokens: int,
+    def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int, max_entity_length: int,
                  lm_prompt: str, views: bool = True, lm: bool = True) -> None:
         super().__init__(backbone, special_tokens, max_length)
-        self.max_entity_tokens = max_entity_tokens
+        self.max_entity_length = max_entity_length
         self.lm_prompt = lm_prompt
         self.views, self.lm = views, lm
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        ents = truncate_texts(self.tok, list(batch["entity_text"]), self.max_entity_tokens)
-        answers = truncate_texts(self.tok, list(batch["answer_text"]), self.max_entity_tokens)
+        ents = truncate_texts(self.tok, list(batch["entity_text"]), self.max_entity_length)
+        answers = truncate_texts(self.tok, list(batch["answer_text"]), self.max_entity_length)
         queries = [query_text(e, r, bool(i)) for e, r, i in zip(ents, batch["relation_text"], batch["inverse"])]
         out: dict[str, pa.Array] = {"query_id": pa.array(batch["query_id"].astype(np.int64)),
                                     "answer_id": pa.array(batch["answer_id"].astype(np.int64))}
@@ -119,7 +119,7 @@ class KILMTokenize(_Tokenize):
     so a sample is the same in every run."""
 
     def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int, decoder_start_token_id: int,
-                 mask_ratio: float = 0.3, poisson_lambda: float = 3.0, max_description_tokens: int = 64,
+                 mask_ratio: float = 0.3, poisson_lambda: float = 3.0, max_description_length: int = 64,
                  seed: int = 0) -> None:
         super().__init__(backbone, special_tokens, max_length)
         if self.tok.mask_token_id is None:
@@ -129,7 +129,7 @@ class KILMTokenize(_Tokenize):
         self.start = decoder_start_token_id
         ent, ent_end, desc, desc_end, sep = (self.tok.convert_tokens_to_ids(t) for t in special_tokens)
         self.marks = (ent, ent_end, desc, desc_end, sep)
-        self.ratio, self.lam, self.max_desc, self.seed = mask_ratio, poisson_lambda, max_description_tokens, seed
+        self.ratio, self.lam, self.max_desc, self.seed = mask_ratio, poisson_lambda, max_description_length, seed
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         ent, ent_end, desc_start, desc_end, sep = self.marks

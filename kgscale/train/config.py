@@ -39,9 +39,10 @@ class DataSettings(StrictModel):
     # a rejected input row is fatal
     strict: bool = False
     # tokenisation tasks running at once in the Ray Data pipeline
-    tokenize_tasks: int = Field(2, ge=1)
+    map_tasks: int = Field(2, ge=1)
     # KaLM: entity texts are cut at this many tokens before composing a view
-    max_entity_tokens: int = Field(50, ge=1)
+    # (no key may contain "token": kgscale.config reads such keys as secrets)
+    max_entity_length: int = Field(50, ge=1)
     # KaLM: also train (t, r^-1) -> h
     inverse: bool = True
     # KaLM implicit alignment: the prompt; the completion is the tail's text
@@ -55,7 +56,7 @@ class DataSettings(StrictModel):
     # KILM: mean span length of the infilling noise
     poisson_lambda: float = Field(3.0, gt=0.0)
     # KILM: descriptions are cut at this many tokens
-    max_description_tokens: int = Field(64, ge=1)
+    max_description_length: int = Field(64, ge=1)
 
 
 class FaultInjection(StrictModel):

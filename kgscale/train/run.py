@@ -168,7 +168,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         check_batch_fits(cfg, table.num_rows)
     with timer("tokenize"):
         stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id)
-        ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.tokenize_tasks)
+        ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.map_tasks)
     info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id}
     if cfg.objective.name in ("kalm", "kalm_contrastive") and cfg.objective.mask_known_triples:
         info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))

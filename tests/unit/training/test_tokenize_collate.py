@@ -32,7 +32,7 @@ def snap(tmp_path_factory) -> Snapshot:
 
 
 def test_kalm_tokenize_views_and_completion(snap):
-    stage = KaLMTokenize(TINY, (), max_length=32, max_entity_tokens=3, lm_prompt="Q: {query} ->")
+    stage = KaLMTokenize(TINY, (), max_length=32, max_entity_length=3, lm_prompt="Q: {query} ->")
     tok = stage.tok
     out = stage(as_batch(kalm_samples(snap).slice(0, 4)))
     for q, k in zip(ragged(out, "query_input_ids"), ragged(out, "key_input_ids")):
