@@ -99,24 +99,42 @@ def _all_linear(model) -> list[str]:
 
 
 def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: list[str] | None = None,
-                      precision: Literal["fp32", "bf16"] = "fp32", kind: Kind | None = None):
+                      kind: Kind | None = None, zero3_config: dict | None = None):
     """The backbone in train mode: weights loaded in fp32 (DeepSpeed or autocast
     handle bf16), embeddings resized to ``tokenizer`` when it has added tokens,
-    LoRA applied when enabled, gradient checkpointing when asked."""
+    LoRA applied when enabled, gradient checkpointing when asked.
+
+    ``zero3_config``: the DeepSpeed config of a ZeRO-3 run. The weights are
+    then partitioned across the workers as they load (``deepspeed.zero.Init``
+    through transformers), so no worker ever holds the whole model."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     path = resolve(cfg)
     kind = kind or cfg.kind or infer_kind(path)
     cls = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[kind]
+    zero3 = None
+    if zero3_config is not None:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        zero3 = HfDeepSpeedConfig(zero3_config)  # transformers reads it through a weak reference
     try:
-        model = cls.from_pretrained(str(path), dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load {cfg.model!r} as a {kind} model: {exc}") from exc
-    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        # new special tokens (KILM's entity markers): rows initialised to the
-        # mean embedding, which transformers does by default
-        model.resize_token_embeddings(len(tokenizer))
+        try:
+            model = cls.from_pretrained(str(path), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load {cfg.model!r} as a {kind} model: {exc}") from exc
+        if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            # new special tokens (KILM's entity markers): rows initialised to the
+            # mean embedding, which transformers does by default (gathering
+            # the partitioned matrix under ZeRO-3)
+            model.resize_token_embeddings(len(tokenizer))
+    finally:
+        if zero3 is not None:
+            # only loading is partitioned this way; a later from_pretrained (the
+            # export on rank 0) must load normally
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # no KV cache while training
     if cfg.gradient_checkpointing:

@@ -57,7 +57,7 @@ def train_loop_per_worker(config: dict) -> None:
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
     from kgscale.train.config import TrainConfig
-    from kgscale.train.engines import make_engine
+    from kgscale.train.engines import deepspeed_config, make_engine
     from kgscale.train.export import save_hf_model, split_state
     from kgscale.train.metrics import METRICS, MetricsLog, Window, peak_memory_mb, progress_line
 
@@ -81,8 +81,9 @@ def train_loop_per_worker(config: dict) -> None:
     precision = resolve_precision(cfg.model.precision, t.use_gpu)
     objective_cls = objective_class(cfg.objective.name)
     tokenizer = prepare_tokenizer(cfg.model, objective_cls.special_tokens)
+    zero3 = deepspeed_config(t, precision) if t.strategy == "deepspeed" and t.zero_stage == 3 else None
     model = load_for_training(cfg.model, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
-                              kind=info["kind"])
+                              kind=info["kind"], zero3_config=zero3)
     known = info.get("known_pairs")
     objective = build_objective(cfg.objective, num_answers=info.get("num_answers"),
                                 known_pairs=torch.from_numpy(np.array(ray.get(known))) if known is not None else None)
