@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "eval")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval")
 
 
 class UserError(Exception):
@@ -29,11 +29,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.snapshot import SnapshotError
     from kgscale.models.backbone import ModelLoadError
     from kgscale.kg.sources import SourceError
+    from kgscale.models.backbone import ModelLoadError
     from kgscale.output import OutputExistsError
+    from kgscale.samples.kale import RationalesError
+    from kgscale.samples.rejects import RejectedSampleError
     from kgscale.synth import SynthInputError
+    from kgscale.train import TrainError
 
     return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
-            OutputExistsError, ModelLoadError, EvalInputError, SynthInputError)
+            OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
+            TrainError)
 
 
 def build_parser() -> argparse.ArgumentParser:
