@@ -1,0 +1,1 @@
+"""Evaluation: filtered KG completion ranking and QA accuracy."""

@@ -1,0 +1,150 @@
+"""Exact filtered ranking in bounded memory.
+
+Given query embeddings Q [n, d], candidate embeddings E [N, d] (L2-normalised
+upstream, so the dot product is the cosine), the row of each query's true
+answer in E, and each query's other true answers, compute the filtered rank
+of every true answer among all candidates.
+
+**Tie rule: the expected rank.** When several candidates score exactly the
+true answer's score, the rank is the mean of the best and worst placement::
+
+    rank = 1 + #{j unfiltered: s_j > s_true} + #{j unfiltered, j != true: s_j == s_true} / 2
+
+(the "realistic" rank of Berrendorf et al. 2020, PyKEEN's default). A model
+that gives every entity the same score gets (N + 1) / 2, not 1.
+
+**One reduction per row.** With g = sum over unfiltered j of sign(s_j - s_true)
+= #greater - #less, and #greater + #less + #ties = N' (the unfiltered count,
+the true answer included), the ties cancel out of the expected rank:
+
+    rank = (N' + 1 + g) / 2
+
+so a chunk of scores needs one in-place ``sub_().sign_()`` and one row sum,
+no boolean masks; the filtered answers' signs are gathered from the same
+chunk and subtracted. Sums of +-1 in float32 are exact below 2**24
+candidates (float64 above).
+
+**Memory.** Scores are computed for ``chunk_rows`` queries at a time into one
+reused [chunk_rows, N] buffer (``chunk_mb`` MiB); neither the n x N score
+matrix nor a dense filter mask ever exists. The filters are slices of one
+answer array (:class:`kgscale.eval.filters.AnswerIndex`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class QueryFilters:
+    """The answers to filter for each query: ``answers[start[i]:stop[i]]`` are
+    candidate rows (-1: an answer that is not a candidate, ignored). They may
+    include the query's own true answer, which is never filtered."""
+
+    start: np.ndarray  # int64 [n]
+    stop: np.ndarray  # int64 [n]
+    answers: np.ndarray  # int64 [A]
+
+    @classmethod
+    def from_lists(cls, lists: list) -> "QueryFilters":
+        lengths = np.array([len(x) for x in lists], dtype=np.int64)
+        stop = np.cumsum(lengths)
+        answers = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if lists else np.zeros(0, np.int64)
+        return cls(start=stop - lengths, stop=stop, answers=answers.astype(np.int64))
+
+    @classmethod
+    def none(cls, n: int) -> "QueryFilters":
+        z = np.zeros(n, dtype=np.int64)
+        return cls(start=z, stop=z, answers=np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def pairs(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row within the chunk, candidate) for every filter entry of queries lo..hi."""
+        start, stop = self.start[lo:hi], self.stop[lo:hi]
+        lengths = stop - start
+        total = int(lengths.sum())
+        rows = np.repeat(np.arange(hi - lo, dtype=np.int64), lengths)
+        # positions start[i], start[i]+1, ..., stop[i]-1 for every query, concatenated
+        offsets = np.repeat(start - (np.cumsum(lengths) - lengths), lengths)
+        return rows, self.answers[offsets + np.arange(total, dtype=np.int64)]
+
+
+def chunk_rows_for(num_candidates: int, chunk_mb: float) -> int:
+    return max(1, int(chunk_mb * (1 << 20) // (4 * max(num_candidates, 1))))
+
+
+def _as_tensor(x, device) -> torch.Tensor:
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    return t.to(device=device, dtype=torch.float32).contiguous()
+
+
+def filtered_ranks(
+    queries,
+    candidates,
+    targets,
+    filters: QueryFilters | None = None,
+    *,
+    chunk_mb: float = 64.0,
+    chunk_rows: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Filtered expected ranks (float64 [n], 1 is best; x.5 only from ties).
+
+    ``queries`` [n, d] and ``candidates`` [N, d] are arrays or tensors (scored
+    by dot product: pass L2-normalised rows for cosine); ``targets`` [n] the
+    candidate row of each query's true answer.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    q = _as_tensor(queries, device)
+    e = _as_tensor(candidates, device)
+    targets = np.asarray(targets, dtype=np.int64)
+    n, num = q.shape[0], e.shape[0]
+    if q.ndim != 2 or e.ndim != 2 or q.shape[1] != e.shape[1]:
+        raise ValueError(f"queries {tuple(q.shape)} and candidates {tuple(e.shape)} must be [n, d] and [N, d]")
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} targets for {n} queries")
+    if n and (targets.min() < 0 or targets.max() >= num):
+        raise ValueError(f"target rows must lie in [0, {num})")
+    for name, t in (("queries", q), ("candidates", e)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"non-finite values (NaN or inf) in the {name}' embeddings")
+    filters = filters if filters is not None else QueryFilters.none(n)
+    if len(filters) != n:
+        raise ValueError(f"filters for {len(filters)} queries, expected {n}")
+    sum_dtype = torch.float32 if num < (1 << 24) else torch.float64
+    rows_per_chunk = chunk_rows or chunk_rows_for(num, chunk_mb)
+    buf = torch.empty((min(rows_per_chunk, max(n, 1)), num), dtype=torch.float32, device=device)
+    ranks = np.empty(n, dtype=np.float64)
+    et = e.T
+    chunks = range(0, n, rows_per_chunk)
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="ranking", unit="chunk")
+    with torch.inference_mode():
+        for lo in chunks:
+            hi = min(lo + rows_per_chunk, n)
+            b = hi - lo
+            s = buf[:b]
+            torch.mm(q[lo:hi], et, out=s)
+            tgt = torch.as_tensor(targets[lo:hi], device=device)
+            ar = torch.arange(b, device=device)
+            true = s[ar, tgt].clone()
+            s.sub_(true[:, None]).sign_()  # s now holds sign(s_j - s_true)
+            g = s.sum(dim=1, dtype=sum_dtype).double()
+            rows, cols = filters.pairs(lo, hi)
+            keep = (cols >= 0) & (cols != targets[lo:hi][rows])
+            rows, cols = rows[keep], cols[keep]
+            kept = np.bincount(rows, minlength=b)
+            if len(rows):
+                r = torch.as_tensor(rows, device=device)
+                signs = s[r, torch.as_tensor(cols, device=device)].double()
+                g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
+            unfiltered = torch.as_tensor(num - kept, dtype=torch.float64, device=device)
+            ranks[lo:hi] = ((unfiltered + 1 + g) / 2).cpu().numpy()
+    return ranks
