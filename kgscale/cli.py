@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info")
+COMMANDS = ("ingest", "info", "serve")
 
 
 class UserError(Exception):
@@ -27,9 +27,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.rejects import RejectedInputError
     from kgscale.kg.snapshot import SnapshotError
     from kgscale.kg.sources import SourceError
+    from kgscale.models.backbone import ModelLoadError
     from kgscale.output import OutputExistsError
+    from kgscale.serve.entity_index import IndexMismatchError
 
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError)
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError,
+            ModelLoadError, IndexMismatchError)
 
 
 def build_parser() -> argparse.ArgumentParser:

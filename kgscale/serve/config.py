@@ -128,6 +128,14 @@ class ServeConfig(StrictModel):
     # request but /health must carry `Authorization: Bearer <token>`
     api_token_env: str = "KGSCALE_API_TOKEN"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_shorthand(cls, data):
+        # `model: tiny-llama` stands for `model: {model: tiny-llama}`
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            data = {**data, "model": {"model": data["model"]}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.deployment.max_ongoing_requests < self.batching.max_batch_size:

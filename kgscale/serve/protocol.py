@@ -145,7 +145,8 @@ class KGCompleteRequest(_Body):
     head: str = Field(min_length=1)
     # a relation key or its text
     relation: str = Field(min_length=1)
-    k: int = Field(10, ge=1)
+    # None: 10, or every entity when there are fewer
+    k: int | None = Field(None, ge=1)
     # drop entities that the snapshot already knows as answers (train/valid/test)
     filter_known: bool = False
     # predict heads for (tail=head, relation): the inverse query, as evaluation does
