@@ -17,12 +17,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import os
     import time
 
     from kgscale.ray_session import RayConfig, ensure_ray
     from kgscale.serve.config import ServeConfig
     from kgscale.serve.server import start
 
+    if args.config and "=" in args.config and not os.path.isfile(args.config):
+        # no config file: argparse took the first key=value for it
+        args.overrides, args.config = [args.config, *(args.overrides or [])], None
     flags = {"model": args.model}
     data = config_sections(args, {"serve", "ray"}, {"serve": flags})
     section = data.setdefault("serve", {})

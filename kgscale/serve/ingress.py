@@ -175,9 +175,10 @@ class Api:
         else:
             data = emb.tolist()
         tokens = sum(len(x) for x in prep.inputs)
-        return {"object": "list", "model": self.cfg.model_name,
-                "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        # JSONResponse directly: FastAPI's encoder would walk every float of every vector
+        return JSONResponse({"object": "list", "model": self.cfg.model_name,
+                             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def _generate(self, prep) -> list:
         parts = await asyncio.gather(*(self._call("generate", c, prep.params) for c in self._chunks(prep.inputs)))
