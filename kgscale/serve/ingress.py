@@ -255,6 +255,8 @@ class Api:
                 log.warning("stream %s failed: %r", rid, exc)
                 yield _sse(error_body(mapped.status if mapped else 500,
                                       mapped.message if mapped else "generation failed on the server"))
+            finally:
+                gen.cancel()  # a client that left stops the replica's generation too
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream",

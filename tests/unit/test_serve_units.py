@@ -3,6 +3,7 @@ with stop sequences, the entity index, the catalog's lookups, auth, config."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 
 import numpy as np
@@ -200,3 +201,40 @@ def test_config():
     ]:
         with pytest.raises(ConfigError, match=words):
             build(ServeConfig, data)
+
+
+def test_encoder_refuses_generation(snapshot):
+    from kgscale.serve.loading import describe, tokenizer_for
+
+    model = BackboneConfig(model="tiny-bert")
+    cfg = ServeConfig.model_validate({"model": "tiny-bert"})
+    prep = RequestPreparer(cfg, tokenizer_for(model), describe(model))
+    err = refused(prep.completion, parse(CompletionRequest, b'{"model": "tiny-bert", "prompt": "hi"}'))
+    assert "cannot generate" in err.message
+    assert refused(prep.kg, parse(KGCompleteRequest, b'{"head": "dog", "relation": "r"}'), 0).status == 404
+    assert prep.embeddings(parse(EmbeddingRequest, b'{"model": "tiny-bert", "input": "hi"}')).inputs
+
+
+def test_trained_lora_directory_is_served_with_its_adapter(tmp_path, runtime):
+    """A training output (adapter_config.json naming its base) loads with peft, merged."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from kgscale.models.backbone import load_model
+
+    base = load_model(BackboneConfig(model="tiny-llama"))
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["gate_proj", "up_proj"],
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "trained")
+    cfg_path = tmp_path / "trained" / "adapter_config.json"
+    data = json.loads(cfg_path.read_text())
+    data["base_model_name_or_path"] = "tiny-llama"
+    cfg_path.write_text(json.dumps(data))
+    trained = ModelRuntime(BackboneConfig(model=str(tmp_path / "trained")), torch_threads=1)
+    ids = embedding_ids(runtime.tokenizer, ["a dog"], append_eos=True)
+    with torch.inference_mode():
+        merged = peft_model.eval()(input_ids=torch.tensor(ids), output_hidden_states=True).hidden_states[-1]
+    assert trained.kind == "causal" and not np.allclose(trained.embed(ids), runtime.embed(ids), atol=1e-3)
+    from kgscale.models.pooling import pool
+
+    assert np.allclose(trained.embed(ids), pool(merged, torch.ones(1, len(ids[0])), "last").numpy(), atol=1e-4)
