@@ -43,7 +43,8 @@ class _Sampling(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # the range torch.manual_seed takes
+    seed: int | None = Field(None, ge=-(2 ** 63), le=2 ** 64 - 1)
     user: str | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0

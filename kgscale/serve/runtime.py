@@ -189,7 +189,8 @@ class ModelRuntime:
         ids, mask = self._inputs(prompts)
         kwargs = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self.pad_id,
                   "eos_token_id": sorted(self.eos_ids)}
-        if params.temperature > 0:
+        # a temperature this close to 0 would overflow the logits: it means greedy
+        if params.temperature >= 1e-3:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

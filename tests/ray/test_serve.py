@@ -186,6 +186,7 @@ def test_bad_requests_then_a_good_one(served):
         ("/v1/completions", {"model": MODEL, "prompt": "x", "temperature": "hot"}, None, 400),
         ("/v1/completions", {"model": MODEL, "prompt": "x", "stream": "yes"}, None, 400),
         ("/v1/completions", {"model": MODEL, "prompt": [[]]}, None, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "seed": 2 ** 70}, None, 400),
         ("/v1/kg/complete", {"head": "unicorn", "relation": "hypernym"}, None, 404),
         ("/v1/kg/complete", {"head": "dog", "relation": "eats"}, None, 404),
         ("/v1/kg/complete", {"head": "stool", "relation": "hypernym"}, None, 400),
@@ -200,6 +201,10 @@ def test_bad_requests_then_a_good_one(served):
         assert status == want, (path, body if raw is None else raw[:40], status, reply)
         assert reply["error"]["message"], reply
     assert http(url + "/v1/embeddings", method="GET")[0] == 405
+    # odd but valid: answered, not a 500
+    status, reply, _ = http(url + "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 2,
+                                                      "temperature": 1e-9, "top_p": 1e-9, "seed": -5})
+    assert status == 200, reply
     status, reply, _ = http(url + "/v1/embeddings", ok_embed)
     assert status == 200 and len(reply["data"][0]["embedding"]) == 64
     assert http(url + "/health")[0] == 200
