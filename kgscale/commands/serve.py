@@ -41,9 +41,9 @@ def run(args) -> int:
         section["kg"]["snapshot"] = args.snapshot
     cfg = build_section(ServeConfig, data, "serve", args)
     ray_cfg = build_section(RayConfig, data, "ray", args)
-    from kgscale.serve.loading import describe
+    from kgscale.serve.server import preflight
 
-    info = describe(cfg.model)  # a missing model fails here, before Ray starts
+    info = preflight(cfg)  # a missing model or snapshot fails here, before Ray starts
     ensure_ray(ray_cfg)
     t0 = time.perf_counter()
     url = start(cfg)

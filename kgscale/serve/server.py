@@ -56,18 +56,26 @@ def build_app(cfg: ServeConfig, token_digest: str | None = None):
     return Api.options(name="Api", **ingress_options(cfg)).bind(data, model, token_digest)
 
 
-def start(cfg: ServeConfig) -> str:
-    """Deploy ``cfg`` on the connected Ray cluster (Serve started on its
-    first use with ``cfg.http``); returns the base URL once every replica is
-    up (entity index built)."""
+def preflight(cfg: ServeConfig):
+    """Fail on the driver, with a message, before anything is deployed: a
+    missing model or snapshot, or an index of another model, would otherwise
+    make replicas fail to start again and again. Returns the model's info."""
     from kgscale.kg.snapshot import Snapshot
     from kgscale.serve.entity_index import check_index_dir
     from kgscale.serve.loading import describe
 
-    info = describe(cfg.model)  # a missing model fails here, not in a replica
+    info = describe(cfg.model)
     if cfg.kg is not None:
         Snapshot(cfg.kg.snapshot)
         check_index_dir(cfg, info.kind)
+    return info
+
+
+def start(cfg: ServeConfig) -> str:
+    """Deploy ``cfg`` on the connected Ray cluster (Serve started on its
+    first use with ``cfg.http``); returns the base URL once every replica is
+    up (entity index built)."""
+    preflight(cfg)
     port = cfg.http.port or free_port(cfg.http.host)
     serve.start(http_options={"host": cfg.http.host, "port": port, "request_timeout_s": cfg.http.request_timeout_s})
     digest = token_digest_from_env(cfg.api_token_env)

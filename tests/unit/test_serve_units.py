@@ -238,3 +238,14 @@ def test_trained_lora_directory_is_served_with_its_adapter(tmp_path, runtime):
     from kgscale.models.pooling import pool
 
     assert np.allclose(trained.embed(ids), pool(merged, torch.ones(1, len(ids[0])), "last").numpy(), atol=1e-4)
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    from kgscale.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    assert main(["serve", "--model", "tiny-llama", "serve.batching.max_batch_size=0"]) == 2
+    assert "serve.batching.max_batch_size" in capsys.readouterr().err
+    assert main(["serve", "--model", "tiny-llama", "--snapshot", str(tmp_path / "nosnap")]) == 2
+    assert "snapshot not found" in capsys.readouterr().err
