@@ -1,15 +1,18 @@
-"""Load test of served embeddings: dynamic batching against one request at a time.
+"""Load test of served embeddings or completions: dynamic batching against one request at a time.
 
 Deploys the same model twice on a local Ray Serve, both bound to 127.0.0.1:
 ``batched`` (``batching.max_batch_size`` = --batch) and ``single``
-(max_batch_size 1: every request is its own forward pass, the way a plain
-model server without batching works). Then, in alternating rounds, a client
+(max_batch_size 1: every request is its own forward pass or ``generate``,
+the way a plain model server without batching works). Both let a replica hold
+the same number of requests, so the one-at-a-time replica never waits for the
+next one: batch size is the only difference. Then, in alternating rounds, a client
 on loopback keeps --concurrency requests in flight for --duration seconds
 (never more than --max-requests requests a round) against each, and reports
 requests/s, p50 and p99 latency and errors; medians over the rounds and the
 throughput ratio, then a JSON line.
 
     python bench/serve_load.py --model all-minilm-l6-v2 --concurrency 32 --duration 15 --rounds 3
+    python bench/serve_load.py --model smollm2-135m-instruct --endpoint completions --max-tokens 16
 
 Only loopback is targeted: the apps are started here, on 127.0.0.1.
 """
@@ -72,6 +75,8 @@ async def load(url: str, payloads: list[dict], concurrency: int, duration: float
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="all-minilm-l6-v2")
+    p.add_argument("--endpoint", choices=("embeddings", "completions"), default="embeddings")
+    p.add_argument("--max-tokens", type=int, default=16, help="completion tokens a request (completions)")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--duration", type=float, default=15.0, help="seconds a round lasts")
     p.add_argument("--max-requests", type=int, default=5000, help="at most this many requests a round")
@@ -80,7 +85,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32, help="max_batch_size of the batched deployment")
     p.add_argument("--wait-ms", type=float, default=5.0, help="batch_wait_timeout of the batched deployment")
     p.add_argument("--words", default="3,12", help="words per input text: min,max")
-    p.add_argument("--threads", type=int, default=None, help="torch threads a replica (default: all cores)")
+    # one thread: on a shared machine a second OpenMP thread that is descheduled
+    # stalls every parallel op (measured here: 20x slower single passes)
+    p.add_argument("--threads", type=int, default=1, help="torch threads a replica")
+    p.add_argument("--stock-serve", action="store_true",
+                   help="Serve's default threading (user code and router on their own event loops)")
     args = p.parse_args()
 
     import ray
@@ -89,13 +98,22 @@ def main() -> None:
     from kgscale.serve.config import ServeConfig
     from kgscale.serve.server import start
 
+    from kgscale.serve.server import LEAN_SERVE_ENV
+
+    if not args.stock_serve:
+        for k, v in LEAN_SERVE_ENV.items():
+            os.environ.setdefault(k, v)  # before Ray starts: workers inherit it
     cores = os.cpu_count() or 2
-    threads = args.threads or cores
+    threads = args.threads
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
     os.environ.pop("KGSCALE_API_TOKEN", None)  # no auth on a private loopback bench
     base = {"model": args.model, "http": {"host": "127.0.0.1", "port": 0},
-            # both apps are deployed at once; only the one under test is busy
-            "deployment": {"num_cpus": cores / 2, "torch_threads": threads, "max_ongoing_requests": 2 * args.batch,
+            # both apps are deployed at once; only the one under test is busy. Both
+            # let a replica hold the same number of requests, so that the one-at-a-time
+            # replica also always has the next request at hand (no round trip between
+            # two forward passes): the only difference is the batch size.
+            "deployment": {"num_cpus": cores / 2, "torch_threads": threads,
+                           "max_ongoing_requests": max(2 * args.batch, args.concurrency),
                            "max_queued_requests": 4 * args.concurrency},
             "limits": {"max_inputs": 8}}
     urls = {}
@@ -103,16 +121,18 @@ def main() -> None:
     for name, batch in (("batched", args.batch), ("single", 1)):
         cfg = ServeConfig.model_validate({**base, "app_name": name, "http": {**base["http"], "route_prefix": f"/{name}"},
                                           "batching": {"max_batch_size": batch,
-                                                       "batch_wait_timeout_s": args.wait_ms / 1000 if batch > 1 else 0},
-                                          "deployment": {**base["deployment"], "max_ongoing_requests": max(
-                                              2 * batch, 2)}})
-        urls[name] = start(cfg) + "/v1/embeddings"
+                                                       "batch_wait_timeout_s": args.wait_ms / 1000 if batch > 1 else 0}})
+        urls[name] = start(cfg) + f"/v1/{args.endpoint}"
         assert urls[name].startswith("http://127.0.0.1:"), urls[name]
     print(f"deployed {args.model} twice in {time.perf_counter() - t0:.0f} s; {cores} cores, {threads} torch threads "
           f"a replica", flush=True)
     lo, hi = (int(x) for x in args.words.split(","))
     model_name = ServeConfig.model_validate(base).model_name
-    payloads = [{"model": model_name, "input": t, "encoding_format": "float"} for t in make_texts(512, lo, hi)]
+    if args.endpoint == "embeddings":
+        payloads = [{"model": model_name, "input": t, "encoding_format": "float"} for t in make_texts(512, lo, hi)]
+    else:  # greedy, so that every request asks for the same work in both modes
+        payloads = [{"model": model_name, "prompt": t, "max_tokens": args.max_tokens, "temperature": 0}
+                    for t in make_texts(512, lo, hi)]
 
     runs: dict[str, list[dict]] = {"batched": [], "single": []}
     try:
@@ -143,7 +163,8 @@ def main() -> None:
           f"{summary['single']['rps']:.1f} req/s (p50 {summary['single']['p50_ms']:.0f} ms, p99 "
           f"{summary['single']['p99_ms']:.0f} ms): {ratio:.1f}x throughput; errors {summary['batched']['errors']} / "
           f"{summary['single']['errors']}", flush=True)
-    print(json.dumps({"bench": "serve_load", "endpoint": "/v1/embeddings", "model": args.model,
+    print(json.dumps({"bench": "serve_load", "endpoint": f"/v1/{args.endpoint}", "model": args.model,
+                      "max_tokens": args.max_tokens if args.endpoint == "completions" else None,
                       "concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
                       "batch": args.batch, "words": [lo, hi], "cores": cores, "batched": summary["batched"],
                       "single": summary["single"], "throughput_ratio": round(ratio, 2),

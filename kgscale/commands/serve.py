@@ -44,6 +44,11 @@ def run(args) -> int:
     from kgscale.serve.server import preflight
 
     info = preflight(cfg)  # a missing model or snapshot fails here, before Ray starts
+    if not (ray_cfg.address or os.environ.get("RAY_ADDRESS")):
+        from kgscale.serve.server import LEAN_SERVE_ENV
+
+        for k, v in LEAN_SERVE_ENV.items():  # the local Ray about to start inherits them
+            os.environ.setdefault(k, v)
     ensure_ray(ray_cfg)
     t0 = time.perf_counter()
     url = start(cfg)
