@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval", "serve")
 
 
 class UserError(Exception):
@@ -33,12 +33,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.output import OutputExistsError
     from kgscale.samples.kale import RationalesError
     from kgscale.samples.rejects import RejectedSampleError
+    from kgscale.serve.entity_index import IndexMismatchError
     from kgscale.synth import SynthInputError
     from kgscale.train import TrainError
 
     return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
             OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
-            TrainError)
+            TrainError, IndexMismatchError)
 
 
 def build_parser() -> argparse.ArgumentParser:
