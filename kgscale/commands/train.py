@@ -6,7 +6,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="align a language model with a KG (KaLM, KALE, KILM) on Ray Train")
-    p.add_argument("config", help="YAML training config (see jobs/*.yaml)")
+    p.add_argument("config", help="YAML training config (see jobs/train/*.yaml)")
     p.add_argument("--out", help="output model directory (overrides train.out)")
     p.add_argument("--resume", action="store_true", help="continue the run of OUT from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over: replace OUT and its checkpoints")
