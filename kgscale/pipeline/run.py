@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kgscale.config import ConfigError, StrictModel, build
+from kgscale.kg.registry import resolve_reference
 from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
 from kgscale.ray_session import RayConfig, ensure_ray
 
@@ -144,13 +145,17 @@ class Pipeline:
         from kgscale.synth.questions_stage import QuestionsConfig, run_questions
 
         sec = _section(self.data, "questions")
+        source_ref = str(sec.get("source", ""))
+        if source_ref.startswith("dataset:"):
+            sec["source"] = resolve_reference(source_ref)
         link = build(LinkConfig, sec.pop("link", {}) or {}, source=self.source, section="questions.link")
         kg = build(KGQuestionsConfig, sec.pop("kg", {}) or {}, source=self.source, section="questions.kg")
         cfg = build(QuestionsConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("questions")),
                                       "overwrite": True}, source=self.source, section="questions")
         config = {"questions": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}),
                   "link": link.model_dump(mode="json"), "kg": kg.model_dump(mode="json")}
-        fp = fingerprint("questions", config, [self.fp["ingest"]], _source_stamp(cfg.source))
+        config["questions"]["source"] = source_ref  # the name, not where this machine keeps it
+        fp = fingerprint("questions", config, [self.fp["ingest"]], _source_stamp(source_ref))
         self._add("questions", cfg.out, fp, lambda: run_questions(cfg, link, kg, self.ray))
 
     def _paths(self) -> None:
@@ -245,10 +250,12 @@ class Pipeline:
             _need(self.data, "eval.qa.kgqa_snapshot", "ingest")
             sec["kgqa_snapshot"] = str(self.out("snapshot"))
             upstream.append(self.fp["ingest"])
+        data_refs = [str(p) for p in sec.get("data", []) or []]
+        sec["data"] = [resolve_reference(p) for p in data_refs]
         cfg = build(QAConfig, {**sec, "out": str(self.out("eval", "qa")), "overwrite": True},
                     source=self.source, section="eval.qa")
-        config = {"qa": cfg.model_dump(mode="json", exclude={"out", "overwrite"}), "model": bb.model_dump()}
-        fp = fingerprint("eval/qa", config, upstream, [_source_stamp(str(p)) for p in cfg.data])
+        config = {"qa": cfg.model_dump(mode="json", exclude={"out", "overwrite", "data"}), "model": bb.model_dump()}
+        fp = fingerprint("eval/qa", config, upstream, [_source_stamp(p) for p in data_refs])
         self._add("eval/qa", cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
 
     # -- running ----------------------------------------------------------

@@ -12,6 +12,12 @@ from tests.conftest import ROOT
 JOBS = sorted((ROOT / "jobs").glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True)
+def _mirror(shared_datasets, monkeypatch):
+    # jobs name QA sets as dataset:NAME, resolved through the registry's mirror
+    monkeypatch.setenv("KGSCALE_MIRROR", str(shared_datasets))
+
+
 def test_required_recipes_exist():
     names = {p.stem for p in JOBS}
     assert {"quickstart", "kalm_wn18rr", "kalm_fb15k237", "kale_csqa_wordnet", "kilm_wn18rr"} <= names

@@ -72,7 +72,7 @@ def test_local_directory_mirror_and_errors(tmp_path, shared_datasets, monkeypatc
     (cache / "wn18rr" / "relations.tsv").write_text("id\ttext\n")
     with pytest.raises(registry.DatasetError, match="does not match the registry's sha256"):
         registry.resolve("wn18rr", cache_dir=cache)
-    with pytest.raises(registry.DatasetError, match="unknown dataset 'wn19'; known: fb15k237, wn18rr"):
+    with pytest.raises(registry.DatasetError, match="unknown dataset 'wn19'; known: arc_challenge, .*, wn18rr"):
         registry.resolve("wn19", cache_dir=cache)
     monkeypatch.delenv("KGSCALE_MIRROR")
     # split files in the cache, entity texts missing: they have no public home
@@ -82,3 +82,10 @@ def test_local_directory_mirror_and_errors(tmp_path, shared_datasets, monkeypatc
         shutil.copy(shared_datasets / "wn18rr" / name, partial / name)
     with pytest.raises(registry.DatasetError, match="entities.tsv is not in the cache .* set KGSCALE_MIRROR"):
         registry.resolve("wn18rr", cache_dir=partial.parent, mirror="")
+
+
+def test_qa_sets_resolve_to_their_file(tmp_path, shared_datasets):
+    path = registry.resolve_file("commonsenseqa", cache_dir=tmp_path, mirror=str(shared_datasets))
+    assert path == tmp_path / "qa" / "commonsenseqa.validation.jsonl"
+    assert sum(1 for _ in open(path)) == 1221
+    assert registry.resolve_reference("not/a/dataset.jsonl") == "not/a/dataset.jsonl"
