@@ -31,6 +31,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.sources import SourceError
     from kgscale.models.backbone import ModelLoadError
     from kgscale.output import OutputExistsError
+    from kgscale.ray_session import NoClusterError
     from kgscale.samples.kale import RationalesError
     from kgscale.samples.rejects import RejectedSampleError
     from kgscale.serve.entity_index import IndexMismatchError
@@ -39,7 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
             OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
-            TrainError, IndexMismatchError)
+            TrainError, IndexMismatchError, NoClusterError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -17,13 +18,37 @@ class RayConfig(StrictModel):
     progress_bars: bool | None = None
 
 
+class NoClusterError(ConnectionError):
+    """The configured Ray address has no cluster behind it."""
+
+
+def probe_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with a clear message, when ``host:port`` has nothing
+    listening (ray.init would otherwise retry for a minute and then print a
+    stack of gRPC errors)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError):
+        raise NoClusterError(f"no Ray cluster at {address} (start one with `ray start --head`, "
+                             "or check ray.address / RAY_ADDRESS)") from None
+
+
 def ensure_ray(cfg: RayConfig | None = None) -> None:
     cfg = cfg or RayConfig()
     if not ray.is_initialized():
-        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        address = cfg.address or os.environ.get("RAY_ADDRESS") or None
         kwargs = {"log_to_driver": True, "include_dashboard": False} if not address else {}
         if cfg.num_cpus is not None and not address:
             kwargs["num_cpus"] = cfg.num_cpus
-        ray.init(address=address, **kwargs)
+        if address:
+            probe_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise NoClusterError(f"no Ray cluster at {address}: {exc}") from None
     if cfg.progress_bars is not None:
         ray.data.DataContext.get_current().enable_progress_bars = cfg.progress_bars

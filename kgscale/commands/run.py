@@ -31,6 +31,10 @@ def run(args) -> int:
     if args.force:
         run_sec["force"] = sorted(set(run_sec.get("force", []) + args.force))
     t0 = time.perf_counter()
+    from kgscale.ray_session import probe_address
+
+    if (data.get("ray") or {}).get("address"):
+        probe_address(str(data["ray"]["address"]))  # before resolving datasets or building anything
     pipeline = Pipeline(data, source=args.config_path)  # every section is validated before anything runs
     results = pipeline.execute()
     summary = table(results)

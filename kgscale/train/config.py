@@ -81,6 +81,9 @@ class TrainSettings(StrictModel):
     use_gpu: bool = False
     # CPUs reserved per worker (its torch threads)
     cpus_per_worker: float = Field(1, gt=0)
+    # how Ray places the workers: PACK fills a node first; SPREAD / STRICT_SPREAD
+    # put them on different nodes (one worker per node with STRICT_SPREAD)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     # deepspeed: ZeRO stage `zero_stage`; ddp: plain DistributedDataParallel
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"
     zero_stage: Literal[0, 1, 2, 3] = 2
