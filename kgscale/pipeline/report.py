@@ -26,6 +26,8 @@ def _fmt(x) -> str:
 def headline(result: StageResult) -> str:
     """The few numbers of a stage a person wants first."""
     m, stage = result.manifest, result.name.split("/")[0]
+    if stage == "eval" and (Path(result.out) / "metrics.json").is_file():
+        m = json.loads((Path(result.out) / "metrics.json").read_text())
     if stage == "ingest":
         c = m.get("counts", {})
         t = c.get("triples", {})
@@ -57,12 +59,23 @@ def headline(result: StageResult) -> str:
         return ", ".join(f"{k.upper() if k in ('mrr', 'mr') else k} {_fmt(both[k])}" for k in keys) or "see metrics.json"
     if stage == "eval":
         acc = []
-        for name, d in (_get(m, "metrics", "multiple_choice") or _get(m, "multiple_choice") or {}).items():
-            if isinstance(d, dict):
-                parts = [f"{k} {_fmt(v)}" for k, v in d.items() if "accuracy" in k and isinstance(v, float)]
-                acc.append(f"{name}: " + ", ".join(parts))
+        mc = _get(m, "metrics", "multiple_choice") or _get(m, "multiple_choice") or {}
+        for name, d in mc.items():
+            if not isinstance(d, dict):
+                continue
+            text = f"{name}: accuracy {_fmt(_get(d, 'no_rationale', 'accuracy'))} (n={_fmt(_get(d, 'questions'))})"
+            with_r = _get(d, "with_rationale", "accuracy")
+            if with_r is not None:
+                text += (f", with rationale {_fmt(with_r)} vs {_fmt(_get(d, 'no_rationale_same_questions', 'accuracy'))}"
+                         f" without on the same {_fmt(_get(d, 'with_rationale', 'count'))}")
+            acc.append(text)
         return "; ".join(acc) or "see metrics.json"
     return ""
+
+
+# metrics.jsonl keys that are not loss parts
+NOT_LOSSES = {"step", "epoch", "lr", "temperature", "tokens_per_s", "samples_per_s", "window_s", "peak_memory_mb",
+              "s_per_step", "time", "answer_tokens", "accuracy", "candidates", "pos_cosine", "tokens", "samples", "grad_norm", "completion_tokens"}
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -99,7 +112,7 @@ def plot_training(results: list[StageResult], path: Path) -> Path | None:
     fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
     for (name, rows), (ax_loss, ax_lr) in zip(runs, axes):
         steps = [r["step"] for r in rows]
-        keys = [k for k in rows[-1] if k == "loss" or (k.startswith("loss_") or k.endswith("_loss"))]
+        keys = [k for k, v in rows[-1].items() if isinstance(v, (int, float)) and k not in NOT_LOSSES]
         for k in keys:
             ax_loss.plot(steps, [r.get(k) for r in rows], label=k)
         ax_loss.set_title(f"{name}: loss")
