@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -33,13 +34,14 @@ def ray_head(tmp_path):
     """`ray start --head` on 127.0.0.1 with its own ports and temp dir; stopped afterwards."""
     gcs, dash = _free_port(), _free_port()
     temp = Path("/tmp") / f"kgs-ray-{os.getpid()}-{gcs}"  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    # Ray's token authentication, as a real head would run it: every CLI call carries the token
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
            "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"]
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
     try:
-        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "temp": temp}
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "temp": temp, "env": env}
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
 
@@ -58,20 +60,22 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(ROOT),
               "--runtime-env", str(env_file), "--no-wait", "--",
               sys.executable, "-m", "kgscale.cli", "run", "jobs/quickstart.yaml", *overrides]
-    out = subprocess.run(submit, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    env = ray_head["env"]
+    out = subprocess.run(submit, capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr
     job_id = next(w for w in out.stdout.split() if w.startswith("raysubmit_"))
     status = ""
     deadline = time.time() + 600
     while time.time() < deadline:
         r = subprocess.run([str(BIN / "ray"), "job", "status", "--address", ray_head["dashboard"], job_id],
-                           capture_output=True, text=True, timeout=60)
-        status = r.stdout
+                           capture_output=True, text=True, timeout=60, env=env)
+        status = r.stdout + r.stderr
         if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
             break
         time.sleep(5)
     logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", ray_head["dashboard"], job_id],
-                          capture_output=True, text=True, timeout=60).stdout
+                          capture_output=True, text=True, timeout=60, env=env)
+    logs = logs.stdout + logs.stderr
     assert "SUCCEEDED" in status, logs[-4000:]
     # every stage wrote its directory and manifest
     for stage in ("snapshot", "questions", "paths", "rationales", "train/kalm", "train/kale", "eval/kgc", "eval/qa"):

@@ -12,6 +12,7 @@ from kgscale.ingest import IngestConfig, run_ingest
 from kgscale.train.config import TrainConfig
 from kgscale.train.run import run_train
 from tests.conftest import write_benchmark
+from tests.ray.conftest import stop_ray
 
 
 @pytest.fixture()
@@ -23,7 +24,7 @@ def two_nodes():
     try:
         yield cluster
     finally:
-        ray.shutdown()
+        stop_ray()
         cluster.shutdown()
 
 
