@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kgscale.config import StrictModel
-from kgscale.synth.paths import SearchConfig, find_paths
+from kgscale.synth.paths import SearchConfig, find_paths_packed
 from kgscale.synth.schema import MINED_FIELDS, PATH_TYPE
 from kgscale.synth.shared_graph import SharedGraph
 from kgscale.synth.verbalise import path_texts
@@ -27,40 +27,45 @@ NO_TARGET = "no answer entity"
 BAD_ID = "entity id not in the graph"
 
 
-def _id_lists(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
-    """A list<int> column as one numpy array per row (null: empty)."""
+def _id_lists(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int> column as (offsets, concatenated ids); null rows are empty."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     column = pc.fill_null(column, pa.scalar([], column.type))
-    offsets = column.offsets.to_numpy()
+    offsets = column.offsets.to_numpy().astype(np.int64)
     values = column.values.to_numpy(zero_copy_only=False).astype(np.int64)
-    base = int(offsets[0])
-    return [values[offsets[i] - base : offsets[i + 1] - base] for i in range(len(column))]
+    return offsets - offsets[0], values[offsets[0] : offsets[-1]]
+
+
+def _drop_rows(ptr: np.ndarray, flat: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lists with the rows in ``drop`` (bool per row) emptied."""
+    keep = np.repeat(~drop, np.diff(ptr))
+    out = np.zeros_like(ptr)
+    np.cumsum(np.where(drop, 0, np.diff(ptr)), out=out[1:])
+    return out, flat[keep]
 
 
 def mine_table(batch: pa.Table, shared: SharedGraph, cfg: SearchConfig) -> pa.Table:
     """Add the columns of :data:`~kgscale.synth.schema.MINED_FIELDS` to a batch of questions."""
     n = batch.num_rows
-    sources = _id_lists(batch["source_entities"])
-    targets = _id_lists(batch["target_entities"])
-    graph, index = shared.graph, shared.index
-    status = []
-    empty = np.zeros(0, np.int64)
-    for q, (s, t) in enumerate(zip(sources, targets)):
-        ids = np.concatenate([s, t])
-        if len(ids) and (ids.min() < 0 or ids.max() >= graph.num_entities):
-            # linked against another snapshot, or corrupted: recorded, not a crash
-            status.append(f"{BAD_ID}: ids must be in [0, {graph.num_entities})")
-            sources[q] = targets[q] = empty
-        else:
-            status.append(OK if len(s) and len(t) else (NO_SOURCE if not len(s) else NO_TARGET))
-    pb = find_paths(graph, index, sources, targets, cfg)
+    graph = shared.graph
+    sp, sf = _id_lists(batch["source_entities"])
+    tp, tf = _id_lists(batch["target_entities"])
+    # ids linked against another snapshot, or corrupted: recorded, not a crash
+    bad = np.zeros(n, dtype=bool)
+    for ptr, flat in ((sp, sf), (tp, tf)):
+        wrong = (flat < 0) | (flat >= graph.num_entities)
+        bad |= np.bincount(np.repeat(np.arange(n), np.diff(ptr))[wrong], minlength=n) > 0
+    sp, sf = _drop_rows(sp, sf, bad)
+    tp, tf = _drop_rows(tp, tf, bad)
+    status = np.where(np.diff(sp) == 0, NO_SOURCE, np.where(np.diff(tp) == 0, NO_TARGET, OK)).astype(object)
+    status[bad] = f"{BAD_ID}: ids must be in [0, {graph.num_entities})"
+    pb = find_paths_packed(graph, shared.index, sp, sf, tp, tf, cfg)
     per_q = pb.per_question(n)
-    paths = _paths_column(pb, per_q, shared)
     cols = {
-        "paths": paths,
+        "paths": _paths_column(pb, per_q, shared),
         "num_paths": pa.array(np.diff(per_q).astype(np.int32)),
-        "search_status": pa.array(status, pa.string()),
+        "search_status": pa.array(status.tolist(), pa.string()),
         "search_work": pa.array(pb.stats[:, 0]),
         "searched_from_answer": pa.array(pb.stats[:, 2].astype(bool)),
         "searched_without_caps": pa.array(pb.stats[:, 3].astype(bool)),
@@ -122,6 +127,10 @@ class PathMiner:
         # eager copy into the constructor call); get maps it zero-copy
         self.shared = get_shared_graph(shared_ref[0])
         self.cfg = SearchConfig(**search)
+        # load the compiled search now (numba reads its cache on the first
+        # call), so that the first batch is not the slow one
+        none = np.zeros(1, np.int64)
+        find_paths_packed(self.shared.graph, self.shared.index, none, none[:0], none, none[:0], self.cfg)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return mine_table(batch, self.shared, self.cfg)

@@ -163,20 +163,34 @@ def find_paths(
     """Paths for each question q from ``sources[q]`` to ``targets[q]`` (entity ids)."""
     if len(sources) != len(targets):
         raise ValueError("sources and targets must have one entry per question")
-    pb = _search(graph, index, sources, targets, cfg, cfg.fanout)
-    stats = np.concatenate([pb.stats, np.zeros((len(sources), 1), np.int64)], axis=1)
+    return find_paths_packed(graph, index, *pack(sources), *pack(targets), cfg)
+
+
+def find_paths_packed(graph: CSRGraph, index: SearchIndex, src_ptr: np.ndarray, src: np.ndarray,
+                      tgt_ptr: np.ndarray, tgt: np.ndarray, cfg: SearchConfig) -> PathBatch:
+    """:func:`find_paths` with each side given as offsets + concatenated ids
+    (question q's sources are ``src[src_ptr[q]:src_ptr[q + 1]]``), as an Arrow
+    list column holds them: no Python object per question."""
+    nq = len(src_ptr) - 1
+    if len(tgt_ptr) - 1 != nq:
+        raise ValueError("sources and targets must have one entry per question")
+    src_ptr, src = _dedup(src_ptr, src, graph.num_entities)
+    tgt_ptr, tgt = _dedup(tgt_ptr, tgt, graph.num_entities)
+    pb = _search(graph, index, src_ptr, src, tgt_ptr, tgt, cfg, cfg.fanout)
+    stats = np.concatenate([pb.stats, np.zeros((nq, 1), np.int64)], axis=1)
     if cfg.fanout > 0 and cfg.retry_uncapped:
         # the caps bound the work on hubs; a question they leave with no path at
         # all is searched once more without them
-        has = np.bincount(pb.question, minlength=len(sources)) > 0
-        again = [q for q in range(len(sources)) if not has[q] and len(sources[q]) and len(targets[q])]
-        if again:
-            pb2 = _search(graph, index, [sources[q] for q in again], [targets[q] for q in again], cfg, 0)
-            ids = np.asarray(again, dtype=np.int64)
-            stats[ids, 0] += pb2.stats[:, 0]
-            stats[ids, 1] = pb2.stats[:, 1]
-            stats[ids, 3] = 1
-            q = np.concatenate([pb.question, ids[pb2.question]])
+        has = np.bincount(pb.question, minlength=nq) > 0
+        again = np.flatnonzero(~has & (np.diff(src_ptr) > 0) & (np.diff(tgt_ptr) > 0))
+        if len(again):
+            sp, sf = pack([src[src_ptr[q]:src_ptr[q + 1]] for q in again])
+            tp, tf = pack([tgt[tgt_ptr[q]:tgt_ptr[q + 1]] for q in again])
+            pb2 = _search(graph, index, sp, sf, tp, tf, cfg, 0)
+            stats[again, 0] += pb2.stats[:, 0]
+            stats[again, 1] = pb2.stats[:, 1]
+            stats[again, 3] = 1
+            q = np.concatenate([pb.question, again[pb2.question]])
             order = np.argsort(q, kind="stable")  # keeps each question's cost order
             pb = PathBatch(question=q[order], hops=np.concatenate([pb.hops, pb2.hops])[order],
                            cost=np.concatenate([pb.cost, pb2.cost])[order],
@@ -185,9 +199,30 @@ def find_paths(
     return pb
 
 
-def _search(graph, index, sources, targets, cfg: SearchConfig, fanout: int) -> PathBatch:
-    src_ptr, src = _pack(sources, graph.num_entities)
-    tgt_ptr, tgt = _pack(targets, graph.num_entities)
+def pack(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and concatenated ids of a list of id arrays."""
+    ptr = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum([len(g) for g in groups], out=ptr[1:])
+    flat = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else np.zeros(0, np.int64)
+    return ptr, flat.astype(np.int64)
+
+
+def _dedup(ptr: np.ndarray, flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ids per question, checked against [0, n), vectorised."""
+    flat = np.asarray(flat, dtype=np.int64)
+    if len(flat) and (flat.min() < 0 or flat.max() >= n):
+        raise ValueError(f"entity id out of range [0, {n})")
+    group = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    order = np.lexsort((flat, group))
+    f, g = flat[order], group[order]
+    keep = np.ones(len(f), dtype=bool)
+    keep[1:] = (f[1:] != f[:-1]) | (g[1:] != g[:-1])
+    out = np.zeros(len(ptr), dtype=np.int64)
+    np.cumsum(np.bincount(g[keep], minlength=len(ptr) - 1), out=out[1:])
+    return out, f[keep]
+
+
+def _search(graph, index, src_ptr, src, tgt_ptr, tgt, cfg: SearchConfig, fanout: int) -> PathBatch:
     q, hops, cost, hsh, edges, stats = _mine_batch(
         graph.indptr,
         graph.neighbor,
@@ -207,18 +242,6 @@ def _search(graph, index, sources, targets, cfg: SearchConfig, fanout: int) -> P
     )
     # already in (question, cost, tie hash) order
     return PathBatch(question=q, hops=hops, cost=cost, edges=edges, stats=stats)
-
-
-def _pack(groups: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique ids per question, concatenated, with offsets."""
-    uniq = [np.unique(np.asarray(g, dtype=np.int64)) for g in groups]
-    for u in uniq:
-        if len(u) and (u[0] < 0 or u[-1] >= n):
-            raise ValueError(f"entity id out of range [0, {n})")
-    ptr = np.zeros(len(uniq) + 1, dtype=np.int64)
-    np.cumsum([len(u) for u in uniq], out=ptr[1:])
-    flat = np.concatenate(uniq) if uniq else np.zeros(0, np.int64)
-    return ptr, flat.astype(np.int64)
 
 
 # --------------------------------------------------------------------------
