@@ -33,13 +33,14 @@ from pathlib import Path
 import torch
 
 
-def build_config(args, out: Path, **train) -> dict:
+def build_config(args, out: Path, steps: int | None = None, **train) -> dict:
+    steps = steps or args.steps
     return {
         "objective": {"name": "kalm", "lm_weight": 0.01},
         "model": {"model": args.model, "lora": {"enabled": not args.full}},
         "data": {"snapshot": args.snapshot, "max_samples": args.samples, "max_length": args.max_length, "seed": 0},
-        "train": {"out": str(out), "micro_batch_size": args.micro_batch, "max_steps": 2 * args.steps,
-                  "log_every": args.steps, "checkpoint_every": 10**6, "lr": 1e-4, **train},
+        "train": {"out": str(out), "micro_batch_size": args.micro_batch, "max_steps": 2 * steps,
+                  "log_every": steps, "checkpoint_every": 10**6, "lr": 1e-4, **train},
         "ray": {"progress_bars": False},
     }
 
@@ -78,15 +79,16 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def ray_run(args, tmp: Path, name: str, **train) -> dict:
+def ray_run(args, tmp: Path, name: str, steps: int | None = None, **train) -> dict:
     from kgscale.config import build
     from kgscale.train.config import TrainConfig
     from kgscale.train.run import run_train
 
-    cfg = build(TrainConfig, build_config(args, tmp / name, **train))
+    steps = steps or args.steps
+    cfg = build(TrainConfig, build_config(args, tmp / name, steps, **train))
     manifest = run_train(cfg, overwrite=True)
     rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()]
-    timed = [r for r in rows if r.get("step") == 2 * args.steps][-1]
+    timed = [r for r in rows if r.get("step") == 2 * steps][-1]
     return {"tokens_per_s": timed["tokens_per_s"], "peak_memory_mb": timed["peak_memory_mb"],
             "loss": manifest["loss"], "s_per_step": timed["s_per_step"]}
 
@@ -104,6 +106,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the plain loop = CPUs of the Ray worker")
     p.add_argument("--workers", type=int, default=2, help="workers for the ZeRO memory part (0 skips it)")
     p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
+    p.add_argument("--memory-steps", type=int, default=1, help="timed (and warmup) steps a ZeRO stage runs")
     args = p.parse_args()
 
     from kgscale.config import build
@@ -136,7 +139,8 @@ def main() -> None:
     if args.workers:
         mem_args = argparse.Namespace(**{**vars(args), "full": not args.memory_lora})
         for s in (0, 1, 2, 3):
-            r = ray_run(mem_args, tmp, f"zero{s}", num_workers=args.workers, cpus_per_worker=1, zero_stage=s)
+            r = ray_run(mem_args, tmp, f"zero{s}", args.memory_steps, num_workers=args.workers, cpus_per_worker=1,
+                        zero_stage=s)
             zero[s] = {"peak_memory_mb_per_worker": round(r["peak_memory_mb"], 1), "tokens_per_s": round(r["tokens_per_s"], 1)}
             print(f"ZeRO-{s}, {args.workers} workers: peak {r['peak_memory_mb']:,.0f} MB per worker, "
                   f"{r['tokens_per_s']:,.0f} tok/s", flush=True)

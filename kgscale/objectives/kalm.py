@@ -193,13 +193,16 @@ class KaLMContrastive(Objective):
         num_answers = self.num_answers or int(aid_all.max().item()) + 1
         # hr -> t: candidates are every tail in view; exclude other true tails of query i
         ex_q = true_pair_mask(query_id, aid_all, qid_all, aid_all, self.known_pairs, num_answers)
-        loss_q, logits_q = info_nce(q, k_all, targets, ex_q, self.margin, self.inv_temperature())
+        loss_q, _ = info_nce(q, k_all, targets, ex_q, self.margin, self.inv_temperature())
         # t -> hr: candidates are every query; exclude queries that t_j also answers
         ex_k = true_pair_mask(qid_all, answer_id, qid_all, aid_all, self.known_pairs, num_answers).T
         loss_k, _ = info_nce(k, q_all, targets, ex_k, self.margin, self.inv_temperature())
         loss = (loss_q + loss_k) / 2
         with torch.no_grad():
-            acc = (logits_q.argmax(dim=1) == targets).float().mean()
+            # in-batch top-1 as ranking would score it: plain cosine, no margin
+            sims = (q.float() @ k_all.float().T).masked_fill(ex_q, float("-inf"))
+            sims[torch.arange(b, device=q.device), targets] = (q.float() * k.float()).sum(-1)
+            acc = (sims.argmax(dim=1) == targets).float().mean()
             pos = (q * k).sum(-1).mean()
         return loss, {"contrastive": loss.detach(), "accuracy": acc, "pos_cosine": pos,
                       "temperature": (1.0 / self.inv_temperature()).detach(), "candidates": torch.tensor(float(k_all.shape[0]))}

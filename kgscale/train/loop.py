@@ -140,7 +140,15 @@ def train_loop_per_worker(config: dict) -> None:
             batch, tokens = collate(raw, info["pad_id"], objective_cls.batch_keys)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = engine.lr()  # the rate this micro-batch's optimiser step uses
-            out, stepped = engine.micro_step(batch)
+            try:
+                out, stepped = engine.micro_step(batch)
+            except torch.OutOfMemoryError as exc:
+                longest = max(v.shape[-1] for k, v in batch.items() if k.endswith("input_ids"))
+                raise RuntimeError(
+                    f"a micro-batch of {t.micro_batch_size} samples (sequences up to {longest} tokens) does not fit "
+                    "in accelerator memory: lower train.micro_batch_size (raise train.grad_accum_steps to keep the "
+                    "global batch) or data.max_length, set model.gradient_checkpointing: true, or use "
+                    "train.zero_stage: 3") from exc
             used += 1
             state.micro_in_epoch = i + 1
             state.tokens += tokens

@@ -187,3 +187,13 @@ def test_temperature_is_learned_and_reported():
 def test_known_pairs_need_num_answers():
     with pytest.raises(ValueError, match="num_answers"):
         KaLMContrastive(known_pairs=torch.tensor([1, 2]))
+
+
+def test_accuracy_ignores_the_margin():
+    """Top-1 is judged on plain cosine (as ranking is): identical views are all
+    correct although the margin lowers each positive's logit below 1."""
+    v = torch.eye(4)
+    near = torch.nn.functional.normalize(v + 0.999 * (torch.ones(4, 4) - torch.eye(4)) / 3, dim=-1)
+    obj = KaLMContrastive(margin=0.5)
+    _, m = obj.contrastive(near, near, torch.arange(4), torch.arange(4) + 10)
+    assert float(m["accuracy"]) == 1.0
