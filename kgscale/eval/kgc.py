@@ -99,6 +99,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         ent_texts = _entity_texts(snap)
         rel_texts = _relation_texts(snap)
         keys = snap.entities["key"].to_pylist()
+        rel_keys = snap.relations["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
         ent_texts = truncate_entity_texts(ent_texts, model, embed.max_entity_tokens)
     skipped = []
@@ -149,7 +150,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
             ranks_x = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters.with_extra(row_of[q_entity]),
                                      chunk_mb=rank.chunk_mb, device=device, progress=progress)
 
-    report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=snap.relations["key"].to_pylist())
+    report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=rel_keys)
     metrics = {
         "model": model.model_dump(),
         "model_kind": kind,
@@ -180,6 +181,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
                 "split_row": pa.array(q_row, pa.int64()),
                 "head": pa.array(head[q_row], pa.int32()),
                 "relation": pa.array(q_rel, pa.int32()),
+                "relation_key": pa.array([rel_keys[x] for x in q_rel], pa.string()),
                 "tail": pa.array(tail[q_row], pa.int32()),
                 "head_key": pa.array([keys[x] for x in head[q_row]], pa.string()),
                 "tail_key": pa.array([keys[x] for x in tail[q_row]], pa.string()),
