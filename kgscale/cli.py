@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "eval")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval", "serve", "run")
 
 
 class UserError(Exception):
@@ -29,10 +29,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.snapshot import SnapshotError
     from kgscale.models.backbone import ModelLoadError
     from kgscale.kg.sources import SourceError
+    from kgscale.models.backbone import ModelLoadError
     from kgscale.output import OutputExistsError
+    from kgscale.ray_session import NoClusterError
+    from kgscale.samples.kale import RationalesError
+    from kgscale.samples.rejects import RejectedSampleError
+    from kgscale.serve.entity_index import IndexMismatchError
+    from kgscale.synth import SynthInputError
+    from kgscale.train import TrainError
 
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError, OutputExistsError,
-            ModelLoadError, EvalInputError)
+    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
+            OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
+            TrainError, IndexMismatchError, NoClusterError)
 
 
 def build_parser() -> argparse.ArgumentParser:

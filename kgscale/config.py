@@ -13,6 +13,7 @@ reads it at the last moment.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,9 @@ M = TypeVar("M", bound=BaseModel)
 
 # Keys that look like they hold a secret. A config that sets one is refused:
 # secrets come from the environment only, so they never reach a manifest.
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey")
+# A whole word, so that token *counts* and tokenizers (max_new_tokens,
+# tokenizer) are not mistaken for secrets.
+_SECRET_KEY = re.compile(r"(password|passwd|secret|api_?key|token)(?![a-z])")
 
 
 class ConfigError(ValueError):
@@ -53,7 +56,7 @@ def _check_no_secrets(data: Any, path: str = "") -> None:
         for key, value in data.items():
             dotted = f"{path}.{key}" if path else str(key)
             lowered = str(key).lower()
-            if any(w in lowered for w in _SECRET_WORDS) and not lowered.endswith("_env"):
+            if _SECRET_KEY.search(lowered) and not lowered.endswith("_env"):
                 raise ConfigError(
                     f"{dotted}: secrets may not be written in configs; "
                     f"set {key}_env to the name of an environment variable instead"

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import ray
 
+from pydantic import Field
+
 from kgscale.config import StrictModel
 from kgscale.kg.assemble import assemble
+from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
 from kgscale.kg.snapshot import REJECTS, write_tables
 from kgscale.kg.sources import open_source
+from kgscale.kg.sources.neo4j_source import Neo4jConfig
+from kgscale.kg.sources.sparql import SparqlConfig
 from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
 from kgscale.ray_session import RayConfig, ensure_ray
 
@@ -26,6 +31,15 @@ class IngestConfig(StrictModel):
     # size of the byte range one read task parses; a file larger than this is
     # read by several tasks in parallel
     read_task_mb: float = 8.0
+    # how RDF statements map to the snapshot (files, oxigraph:, SPARQL)
+    rdf: RdfConfig = Field(default_factory=RdfConfig)
+    # SPARQL stores: paging, timeouts, retries, authentication
+    sparql: SparqlConfig = Field(default_factory=SparqlConfig)
+    # Neo4j: database, user, password variable, labels, properties
+    neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig)
+    # read tasks for sources planned by rows rather than bytes (SPARQL, Neo4j);
+    # None: the CPUs Ray has
+    parallelism: int | None = Field(None, gt=0)
 
 
 def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
@@ -34,12 +48,21 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     if cfg.out.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
     with timer("open"):
-        source = open_source(cfg.source, target_bytes=max(int(cfg.read_task_mb * (1 << 20)), 1 << 16))
+        source = open_source(
+            cfg.source,
+            target_bytes=max(int(cfg.read_task_mb * (1 << 20)), 1 << 16),
+            rdf=cfg.rdf,
+            sparql=cfg.sparql,
+            neo4j=cfg.neo4j,
+            parallelism=cfg.parallelism,
+        )
     ensure_ray(ray_cfg)
     rejects = RejectLog(strict=cfg.strict)
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        with timer("plan"):
+            datasource = source.datasource()
         with timer("read_and_encode"):
-            ds = ray.data.read_datasource(source.datasource())
+            ds = ray.data.read_datasource(datasource)
             result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)

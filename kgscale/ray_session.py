@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -13,17 +14,41 @@ class RayConfig(StrictModel):
     # else start a local Ray.
     address: str | None = None
     num_cpus: int | None = None
-    # Ray Data progress bars: on for people, off in tests and CI logs.
-    progress_bars: bool = True
+    # Ray Data progress bars; None leaves Ray's setting alone
+    progress_bars: bool | None = None
+
+
+class NoClusterError(ConnectionError):
+    """The configured Ray address has no cluster behind it."""
+
+
+def probe_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with a clear message, when ``host:port`` has nothing
+    listening (ray.init would otherwise retry for a minute and then print a
+    stack of gRPC errors)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError):
+        raise NoClusterError(f"no Ray cluster at {address} (start one with `ray start --head`, "
+                             "or check ray.address / RAY_ADDRESS)") from None
 
 
 def ensure_ray(cfg: RayConfig | None = None) -> None:
     cfg = cfg or RayConfig()
     if not ray.is_initialized():
-        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        address = cfg.address or os.environ.get("RAY_ADDRESS") or None
         kwargs = {"log_to_driver": True, "include_dashboard": False} if not address else {}
         if cfg.num_cpus is not None and not address:
             kwargs["num_cpus"] = cfg.num_cpus
-        ray.init(address=address, **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.progress_bars
+        if address:
+            probe_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise NoClusterError(f"no Ray cluster at {address}: {exc}") from None
+    if cfg.progress_bars is not None:
+        ray.data.DataContext.get_current().enable_progress_bars = cfg.progress_bars

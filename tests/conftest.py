@@ -3,6 +3,7 @@ Ray instance for the whole session (see tests/ray/conftest.py)."""
 from __future__ import annotations
 
 import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub here: fail fast, never hang
 from pathlib import Path
 
 import pytest

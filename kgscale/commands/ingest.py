@@ -6,7 +6,8 @@ from kgscale.commands.common import add_config_args, build_section, config_secti
 
 def register(sub) -> None:
     p = sub.add_parser("ingest", help="read a knowledge graph into a snapshot directory")
-    p.add_argument("source", help="dataset:NAME or a benchmark directory")
+    p.add_argument("source", help="dataset:NAME, a benchmark directory, RDF files (a file, directory or glob), "
+                   "oxigraph:PATH, a SPARQL endpoint URL, or a neo4j:// or bolt:// URI (see docs/sources.md)")
     p.add_argument("--out", required=True, help="snapshot directory to write")
     p.add_argument("--strict", action="store_true", help="the first rejected row is fatal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing snapshot")

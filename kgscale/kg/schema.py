@@ -17,6 +17,9 @@ TRIPLE = "triple"
 ENTITY = "entity"
 RELATION = "relation"
 REJECT = "reject"
+# input read but deliberately not mapped (e.g. an RDF literal-valued predicate
+# that is not configured): counted by `reason` and `relation`, in `count`
+SKIPPED = "skipped"
 
 RAW_SCHEMA = pa.schema(
     [
@@ -38,6 +41,8 @@ RAW_SCHEMA = pa.schema(
         ("offset", pa.int64()),
         ("reason", pa.string()),
         ("raw", pa.string()),
+        # skipped rows: how many statements this row stands for
+        ("count", pa.int64()),
     ]
 )
 
@@ -87,5 +92,23 @@ class RawRows:
     def reject(self, reason: str, raw: str, file: str, offset: int) -> None:
         self._add(REJECT, file, offset, reason=reason, raw=raw[:500])
 
+    def skipped(self, reason: str, relation: str, count: int, file: str) -> None:
+        self._add(SKIPPED, file, -1, reason=reason, relation=relation, count=count)
+
     def table(self) -> pa.Table:
         return pa.Table.from_pydict(self.cols, schema=RAW_SCHEMA)
+
+
+def raw_table(n: int, **columns) -> pa.Table:
+    """A :data:`RAW_SCHEMA` table of ``n`` rows from whole columns (arrays or
+    scalars); columns not given are null. For vectorised sources."""
+    arrays = []
+    for f in RAW_SCHEMA:
+        value = columns.get(f.name)
+        if value is None:
+            arrays.append(pa.nulls(n, f.type))
+        elif isinstance(value, (pa.Array, pa.ChunkedArray)):
+            arrays.append(value.cast(f.type))
+        else:
+            arrays.append(pa.repeat(pa.scalar(value, f.type), n))
+    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)

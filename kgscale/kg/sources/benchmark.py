@@ -9,6 +9,7 @@ from pathlib import Path
 from kgscale.kg.schema import SPLITS, RawRows
 from kgscale.kg.sources.base import SourceError
 from kgscale.kg.sources.line_datasource import LineFileDatasource
+from kgscale.kg.sources.tsv_block import parse_tsv_chunk
 
 TRIPLE_FILES = {split: f"{split}.txt" for split in SPLITS}
 ENTITIES_FILE = "entities.tsv"
@@ -95,4 +96,4 @@ class BenchmarkSource:
     entities_from_triples = False
 
     def datasource(self) -> LineFileDatasource:
-        return LineFileDatasource(self.files(), parse_benchmark_line, self.target_bytes)
+        return LineFileDatasource(self.files(), parse_benchmark_line, self.target_bytes, parse_chunk=parse_tsv_chunk)

@@ -8,6 +8,7 @@ plug in a parser: ``parse(rows, role, offset, text, file)`` appends to a
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable, Iterable
 
@@ -16,24 +17,50 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.sources.lines import ByteRange, iter_lines, plan_ranges
+from kgscale.kg.sources.lines import ByteRange, iter_chunks, iter_lines, plan_ranges
 
-# parse(rows, role, offset, text, file) -> None
+# parse(rows, role, offset, text, file) -> None: one line
 LineParser = Callable[[RawRows, str, int, str, str], None]
+# parse_chunk(role, offset, text, file) -> Arrow table of raw rows: many whole lines
+ChunkParser = Callable[[str, int, str, str], pa.Table]
 
 ROWS_PER_BLOCK = 65536
 
 
-def read_range(rng: ByteRange, role: str, parse: LineParser) -> Iterable[pa.Table]:
-    """Parse one range into blocks of raw rows. Plain function: testable without Ray."""
+def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None = None) -> Iterable[pa.Table]:
+    """Parse one range into blocks of raw rows. Plain function: testable without Ray.
+
+    With ``parse_chunk``, chunks of whole lines that are valid UTF-8 are
+    parsed at once; a chunk with bad bytes falls back to ``parse`` line by
+    line, so every bad line is located and the rest of the chunk is kept.
+    """
+    if parse_chunk is not None:
+        for offset, data in iter_chunks(rng):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                yield from _per_line(iter_lines_of(data, offset), rng.path, role, parse)
+                continue
+            yield parse_chunk(role, offset, text, rng.path)
+        return
+    yield from _per_line(iter_lines(rng), rng.path, role, parse)
+
+
+def iter_lines_of(data: bytes, offset: int):
+    for line in data.split(b"\n")[: -1 if data.endswith(b"\n") else None]:
+        yield offset, line.rstrip(b"\r")
+        offset += len(line) + 1
+
+
+def _per_line(lines, path: str, role: str, parse: LineParser) -> Iterable[pa.Table]:
     rows = RawRows()
-    for offset, line in iter_lines(rng):
+    for offset, line in lines:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rows.reject(f"not valid UTF-8: byte {exc.start}", line.decode("utf-8", "replace"), rng.path, offset)
+            rows.reject(f"not valid UTF-8: byte {exc.start}", line.decode("utf-8", "replace"), path, offset)
             continue
-        parse(rows, role, offset, text, rng.path)
+        parse(rows, role, offset, text, path)
         if len(rows) >= ROWS_PER_BLOCK:
             yield rows.table()
             rows = RawRows()
@@ -44,9 +71,11 @@ def read_range(rng: ByteRange, role: str, parse: LineParser) -> Iterable[pa.Tabl
 class LineFileDatasource(Datasource):
     """``files`` is a list of ``(path, role)``; the parser decides what a role means."""
 
-    def __init__(self, files: list[tuple[str, str]], parse: LineParser, target_bytes: int = 8 << 20) -> None:
+    def __init__(self, files: list[tuple[str, str]], parse: LineParser, target_bytes: int = 8 << 20,
+                 parse_chunk: ChunkParser | None = None) -> None:
         self.files = [(os.path.abspath(p), role) for p, role in files]
         self.parse = parse
+        self.parse_chunk = parse_chunk
         self.target_bytes = target_bytes
 
     def estimate_inmemory_data_size(self) -> int:
@@ -54,17 +83,50 @@ class LineFileDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
         total = sum(os.path.getsize(p) for p, _ in self.files)
-        # At least `parallelism` tasks when the data allows, but never ranges
-        # smaller than 1 MiB: below that, task overhead dominates.
-        target = max(min(self.target_bytes, total // max(parallelism, 1) + 1), 1 << 20)
+        # At least `parallelism` tasks when the data allows, but not ranges
+        # under 1 MiB (task overhead would dominate) unless asked for.
+        target = min(self.target_bytes, max(total // max(parallelism, 1) + 1, 1 << 20))
         roles = dict(self.files)
         tasks = []
         for rng in plan_ranges([p for p, _ in self.files], target):
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
-            tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse), meta, schema=RAW_SCHEMA))
+            tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse, self.parse_chunk), meta, schema=RAW_SCHEMA))
         return tasks
 
 
-def _reader(rng: ByteRange, role: str, parse: LineParser):
-    return lambda: read_range(rng, role, parse)
+def _reader(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None):
+    return lambda: read_range(rng, role, parse, parse_chunk)
+
+
+def target_range_bytes(total: int, parallelism: int, target_bytes: int) -> int:
+    """Range size for ``total`` bytes: at least ``parallelism`` ranges when the
+    data allows, but not ranges under 1 MiB unless asked for."""
+    return min(target_bytes, max(total // max(parallelism, 1) + 1, 1 << 20))
+
+
+class RangeDatasource(Datasource):
+    """The general form: files cut into ``(range, role)`` by ``plan(parallelism)``
+    on the driver, each range read by ``read(range, role) -> Iterable[pa.Table]``
+    in its own task (RDF files: :mod:`kgscale.kg.sources.rdf_files`)."""
+
+    def __init__(self, plan: Callable[[int], list[tuple[ByteRange, str]]],
+                 read: Callable[[ByteRange, str], Iterable[pa.Table]], size_bytes: int) -> None:
+        self.plan = plan
+        self.read = read
+        self.size_bytes = size_bytes
+
+    def estimate_inmemory_data_size(self) -> int:
+        return self.size_bytes * 3
+
+    def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
+        tasks = []
+        for rng, role in self.plan(parallelism):
+            size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
+            meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
+            tasks.append(ReadTask(functools.partial(_read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))
+        return tasks
+
+
+def _read_with(read, rng: ByteRange, role: str):
+    return read(rng, role)

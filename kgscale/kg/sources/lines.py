@@ -90,3 +90,46 @@ def _split(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, by
                 return
             yield pos, line.rstrip(b"\r")
             pos += len(line) + 1
+
+
+def iter_chunks(rng: ByteRange, block: int = 1 << 23) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)``: runs of whole lines the range owns, about
+    ``block`` bytes each, for parsers that work on many lines at once. Every
+    chunk ends with a newline, except possibly the file's last."""
+    if rng.compressed:
+        opener = COMPRESSED[os.path.splitext(rng.path)[1]]
+        with opener(rng.path, "rb") as f:
+            yield from _chunks(io.BufferedReader(f), 0, None, block)
+        return
+    with open(rng.path, "rb") as f:
+        pos = rng.start
+        if rng.start > 0:
+            f.seek(rng.start - 1)
+            if f.read(1) != b"\n":
+                pos += len(f.readline())
+        yield from _chunks(f, pos, None if rng.end < 0 else rng.end, block)
+
+
+def _chunks(f, pos: int, limit: int | None, block: int) -> Iterator[tuple[int, bytes]]:
+    carry = b""
+    while True:
+        if limit is not None and pos >= limit:
+            return
+        chunk = f.read(block)
+        if not chunk:
+            if carry:
+                yield pos, carry
+            return
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        complete, carry = data[:cut], data[cut:]
+        if not complete:
+            continue
+        if limit is not None and pos + len(complete) > limit:
+            # keep the lines that start before `limit`: up to the first
+            # newline at or after limit - 1
+            idx = complete.find(b"\n", max(limit - pos - 1, 0))
+            yield pos, complete[: idx + 1]
+            return
+        yield pos, complete
+        pos += len(complete)

@@ -1,0 +1,138 @@
+"""N-Triples ingestion: kgscale against rdflib's parser, on the same file, in one run.
+
+The file is FB15k-237 written as N-Triples (triples, names and descriptions
+as literal triples: 338,323 statements, one file). Measured, each as the
+median of ``--repeats`` runs:
+
+- ``rdflib``: ``rdflib.Graph().parse(path, format="nt")`` in this process,
+  one core: the parser a user would otherwise reach for;
+- ``pyoxigraph``: pyoxigraph's parser, iterating the statements (reference);
+- ``kgscale_1core``: kgscale's read function (parse + map to raw rows, the
+  work of a read task) over the whole file in this process, one core;
+- ``kgscale_ray_1`` / ``kgscale_ray_2``: the same read through Ray Data
+  read tasks over line-aligned byte ranges, 1 and 2 concurrent workers
+  (wall time until every block is in the object store, Ray scheduling
+  included). This machine has 2 cores shared with other work: read the
+  scaling figure with the load average beside it.
+
+Prints a table, the ratios, and a final JSON line.
+
+    PYTHONPATH=. python bench/ntriples_ingest.py [--data ../shared/datasets/fb15k237] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    default = Path(os.environ.get("KGSCALE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "datasets" / "fb15k237"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(default), help="benchmark directory to write as N-Triples")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rdflib-repeats", type=int, default=None, help="rdflib is slow: fewer runs (default --repeats)")
+    ap.add_argument("--task-mb", type=float, default=4.0, help="byte range per Ray read task")
+    args = ap.parse_args()
+
+    import pyarrow.compute as pc
+    import pyoxigraph as ox
+    import ray
+    import rdflib
+
+    from kgscale.kg.rdf.config import RdfConfig
+    from kgscale.kg.rdf.export import export_benchmark
+    from kgscale.kg.rdf.formats import read_line_range
+    from kgscale.kg.sources.lines import ByteRange
+    from kgscale.kg.sources.rdf_files import RdfFileSource
+
+    work = Path(tempfile.mkdtemp(prefix="kgscale-bench-nt-"))
+    try:
+        export_benchmark(args.data, work / "parts")
+        path = work / "fb15k237.nt"
+        with open(path, "wb") as out:
+            for name in ("train.nt", "valid.nt", "test.nt", "text.nt"):
+                out.write((work / "parts" / name).read_bytes())
+        n = sum(1 for _ in open(path, "rb"))
+        size_mb = path.stat().st_size / 1e6
+        print(f"file: {path.name}, {n:,} statements, {size_mb:.1f} MB")
+        cfg = RdfConfig()
+
+        def kgscale_local():
+            rows = 0
+            for t in read_line_range(ByteRange(str(path), 0, -1), "train", cfg):
+                rows += int(pc.sum(pc.is_in(t["kind"], value_set=__import__("pyarrow").array(["triple", "entity"]))).as_py())
+            return rows
+
+        def pyoxigraph_parse():
+            return sum(1 for _ in ox.parse(path=str(path), format=ox.RdfFormat.N_TRIPLES))
+
+        def rdflib_parse():
+            g = rdflib.Graph()
+            g.parse(str(path), format="nt")
+            return len(g)
+
+        results = {}
+        t, rows = median_time(kgscale_local, args.repeats)
+        assert rows == n, (rows, n)  # every statement became a triple or an entity text row
+        results["kgscale_1core"] = t
+        t, count = median_time(pyoxigraph_parse, args.repeats)
+        assert count == n
+        results["pyoxigraph"] = t
+        t, count = median_time(rdflib_parse, args.rdflib_repeats or args.repeats)
+        assert count == n
+        results["rdflib"] = t
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        source = RdfFileSource(str(path), cfg, target_bytes=int(args.task_mb * (1 << 20)))
+
+        def ray_read(workers: int):
+            def run():
+                # blocks stay in the object store, as in `kgscale ingest`
+                ds = ray.data.read_datasource(source.datasource(), concurrency=workers).materialize()
+                return ds.count()
+            return run
+
+        ray_read(2)()  # warm the workers
+        for w in (1, 2):
+            t, _ = median_time(ray_read(w), args.repeats)
+            results[f"kgscale_ray_{w}"] = t
+        ray.shutdown()
+
+        rate = {k: n / v for k, v in results.items()}
+        print(f"{'reader':16} {'median s':>9} {'statements/s':>14} {'x rdflib':>9}")
+        for k, v in results.items():
+            print(f"{k:16} {v:9.3f} {rate[k]:14,.0f} {rate[k] / rate['rdflib']:9.1f}")
+        summary = {
+            "bench": "ntriples_ingest",
+            "statements": n,
+            "file_mb": round(size_mb, 1),
+            "repeats": args.repeats,
+            "median_s": {k: round(v, 4) for k, v in results.items()},
+            "statements_per_s": {k: round(v) for k, v in rate.items()},
+            "ratio_vs_rdflib": {k: round(rate[k] / rate["rdflib"], 2) for k in results if k != "rdflib"},
+            "ray_scaling_2_vs_1": round(results["kgscale_ray_1"] / results["kgscale_ray_2"], 2),
+        }
+        summary["load_average_1min"] = round(os.getloadavg()[0], 2)
+        print(json.dumps(summary))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

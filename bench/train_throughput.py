@@ -1,0 +1,162 @@
+"""Training throughput: Ray Train + DeepSpeed against a plain PyTorch loop.
+
+One run measures, on the same model, objective and tokenised data:
+
+1. a plain single-process PyTorch loop (what a user would write without Ray:
+   the model, the objective, AdamW, the same micro-batches), and
+2. ``kgscale train`` through Ray Train with one worker and DeepSpeed ZeRO-0,
+   given the same CPU threads (or GPU),
+
+alternating them ``--repeats`` times. Each measures tokens/s over ``--steps``
+optimiser steps after ``--steps`` warmup steps (the Ray side reports one
+metrics window for the warmup and one for the timed steps, so Ray Train's
+report and its bookkeeping are inside the measurement, its worker start-up
+and the final export are not). Then, with ``--workers`` workers, the peak
+memory per worker and tokens/s for ZeRO stages 0 to 3 (full fine-tuning by
+default, so that there are optimiser states to partition).
+
+Prints a table and a final JSON line: medians, the ratio Ray/plain and the
+overhead (goal: at most 10%).
+
+    python bench/train_throughput.py --snapshot runs/wn18rr [--model smollm2-135m-instruct]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build_config(args, out: Path, **train) -> dict:
+    return {
+        "objective": {"name": "kalm", "lm_weight": 0.01},
+        "model": {"model": args.model, "lora": {"enabled": not args.full}},
+        "data": {"snapshot": args.snapshot, "max_samples": args.samples, "max_length": args.max_length, "seed": 0},
+        "train": {"out": str(out), "micro_batch_size": args.micro_batch, "max_steps": 2 * args.steps,
+                  "log_every": args.steps, "checkpoint_every": 10**6, "lr": 1e-4, **train},
+        "ray": {"progress_bars": False},
+    }
+
+
+def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
+    """The baseline: one process, no Ray, no DeepSpeed."""
+    from kgscale.models.training import load_for_training, prepare_tokenizer
+    from kgscale.objectives import TrainModule, build_objective, objective_class
+    from kgscale.samples.collate import collate
+    from kgscale.train.engines import make_optimizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    obj_cls = objective_class(cfg.objective.name)
+    tok = prepare_tokenizer(cfg.model, obj_cls.special_tokens)
+    model = load_for_training(cfg.model, tokenizer=tok, default_targets=obj_cls.default_lora_targets)
+    module = TrainModule(model, build_objective(cfg.objective))
+    opt, sched = make_optimizer(module, cfg.train)
+    batches = [collate(b, tok.pad_token_id, obj_cls.batch_keys)
+               for b in ds.iter_batches(batch_size=cfg.train.micro_batch_size, batch_format="numpy", drop_last=True)]
+    tokens = 0
+    start = None
+    for step in range(2 * steps):
+        if step == steps:
+            tokens, start = 0, time.perf_counter()
+        batch, n = batches[step % len(batches)]
+        out = module(batch)
+        out.loss.backward()
+        if cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.train.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += n
+    elapsed = time.perf_counter() - start
+    return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def ray_run(args, tmp: Path, name: str, **train) -> dict:
+    from kgscale.config import build
+    from kgscale.train.config import TrainConfig
+    from kgscale.train.run import run_train
+
+    cfg = build(TrainConfig, build_config(args, tmp / name, **train))
+    manifest = run_train(cfg, overwrite=True)
+    rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r.get("step") == 2 * args.steps][-1]
+    return {"tokens_per_s": timed["tokens_per_s"], "peak_memory_mb": timed["peak_memory_mb"],
+            "loss": manifest["loss"], "s_per_step": timed["s_per_step"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Ray Train + DeepSpeed vs a plain PyTorch loop: tokens/s and memory")
+    p.add_argument("--snapshot", required=True)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--full", action="store_true", help="full fine-tuning in the throughput part (default LoRA)")
+    p.add_argument("--samples", type=int, default=512)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--micro-batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=5, help="timed steps (and as many warmup steps)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for the plain loop = CPUs of the Ray worker")
+    p.add_argument("--workers", type=int, default=2, help="workers for the ZeRO memory part (0 skips it)")
+    p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
+    args = p.parse_args()
+
+    from kgscale.config import build
+    from kgscale.ray_session import RayConfig, ensure_ray
+    from kgscale.samples.pipeline import sample_table, tokenized_dataset, tokenizer_stage
+    from kgscale.samples.rejects import SampleRejects
+    from kgscale.train.config import TrainConfig
+    from kgscale.train.run import preflight
+
+    ensure_ray(RayConfig(progress_bars=False))
+    tmp = Path(tempfile.mkdtemp(prefix="kgscale-bench-"))
+    cfg = build(TrainConfig, build_config(args, tmp / "plain"))
+    pre = preflight(cfg)
+    from kgscale.objectives import objective_class
+
+    stage, kwargs = tokenizer_stage(cfg, objective_class("kalm").special_tokens, None)
+    ds, _ = tokenized_dataset(sample_table(cfg, pre.snapshot, SampleRejects()), stage, kwargs)
+
+    plain, ray_ = [], []
+    for i in range(args.repeats):  # alternate, so that load changes hit both alike
+        plain.append(plain_loop(cfg, ds, args.steps, args.threads))
+        ray_.append(ray_run(args, tmp, f"ray{i}", num_workers=1, cpus_per_worker=args.threads, zero_stage=0))
+        print(f"repeat {i + 1}/{args.repeats}: plain {plain[-1]['tokens_per_s']:,.0f} tok/s, "
+              f"Ray Train + DeepSpeed {ray_[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
+    plain_tps = statistics.median(r["tokens_per_s"] for r in plain)
+    ray_tps = statistics.median(r["tokens_per_s"] for r in ray_)
+    ratio = ray_tps / plain_tps
+
+    zero = {}
+    if args.workers:
+        mem_args = argparse.Namespace(**{**vars(args), "full": not args.memory_lora})
+        for s in (0, 1, 2, 3):
+            r = ray_run(mem_args, tmp, f"zero{s}", num_workers=args.workers, cpus_per_worker=1, zero_stage=s)
+            zero[s] = {"peak_memory_mb_per_worker": round(r["peak_memory_mb"], 1), "tokens_per_s": round(r["tokens_per_s"], 1)}
+            print(f"ZeRO-{s}, {args.workers} workers: peak {r['peak_memory_mb']:,.0f} MB per worker, "
+                  f"{r['tokens_per_s']:,.0f} tok/s", flush=True)
+
+    print()
+    print(f"model {args.model} ({'full' if args.full else 'LoRA'}), micro-batch {args.micro_batch}, "
+          f"{args.steps} timed steps, medians of {args.repeats}")
+    print(f"  plain PyTorch loop, {args.threads} threads:      {plain_tps:10,.0f} tokens/s")
+    print(f"  Ray Train + DeepSpeed ZeRO-0, 1 worker:  {ray_tps:10,.0f} tokens/s  (ratio {ratio:.3f}, "
+          f"overhead {100 * (1 - ratio):+.1f}%)")
+    for s, z in zero.items():
+        print(f"  ZeRO-{s} x {args.workers} workers ({'LoRA' if args.memory_lora else 'full'}): "
+              f"{z['peak_memory_mb_per_worker']:8,.0f} MB peak per worker, {z['tokens_per_s']:8,.0f} tokens/s")
+    print(json.dumps({"bench": "train_throughput", "model": args.model, "lora": not args.full,
+                      "plain_tokens_per_s": round(plain_tps, 1), "ray_tokens_per_s": round(ray_tps, 1),
+                      "ratio": round(ratio, 4), "overhead_pct": round(100 * (1 - ratio), 2),
+                      "plain_runs": [round(r["tokens_per_s"], 1) for r in plain],
+                      "ray_runs": [round(r["tokens_per_s"], 1) for r in ray_],
+                      "zero_memory": zero, "memory_full_finetune": not args.memory_lora}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``kgscale run CONFIG``: every stage, each skipped when its output is current."""
+from __future__ import annotations
+
+from kgscale.commands.common import add_config_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the whole pipeline from one config (ingest ... evaluation, optionally serving)")
+    p.add_argument("config_path", metavar="CONFIG", help="pipeline YAML, e.g. jobs/quickstart.yaml")
+    p.add_argument("--serve", action="store_true", help="deploy the `serve` section at the end and keep serving")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="run STAGE even if its output is current")
+    add_config_args(p, "run.dir=runs/try2 train.kalm.train.max_steps=20")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    import time
+
+    from kgscale import config as cfgmod
+    from kgscale.pipeline.report import plot_training, table
+    from kgscale.pipeline.run import Pipeline
+
+    data = cfgmod.read_yaml(args.config_path)
+    if args.config:
+        raise cfgmod.ConfigError("kgscale run takes its config as CONFIG; --config is not used here")
+    cfgmod.apply_overrides(data, list(args.overrides or []))
+    run_sec = data.setdefault("run", {})
+    if args.serve:
+        run_sec["serve"] = True
+    if args.force:
+        run_sec["force"] = sorted(set(run_sec.get("force", []) + args.force))
+    t0 = time.perf_counter()
+    from kgscale.ray_session import probe_address
+
+    if (data.get("ray") or {}).get("address"):
+        probe_address(str(data["ray"]["address"]))  # before resolving datasets or building anything
+    pipeline = Pipeline(data, source=args.config_path)  # every section is validated before anything runs
+    results = pipeline.execute()
+    summary = table(results)
+    png = plot_training(results, pipeline.dir / "training_curves.png")
+    (pipeline.dir / "summary.json").write_text(json.dumps(
+        [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2), "out": str(r.out),
+          "fingerprint": r.fingerprint} for r in results], indent=2) + "\n")
+    ran = sum(not r.skipped for r in results)
+    print(summary)
+    print(f"kgscale run: {len(results)} stages in {pipeline.dir} ({ran} ran, {len(results) - ran} current) in "
+          f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + ".")
+    if pipeline.run.serve:
+        url = pipeline.serve()
+        print(f"kgscale run: serving at {url}; Ctrl-C stops it.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            from ray import serve
+
+            serve.shutdown()
+    return 0

@@ -1,0 +1,280 @@
+"""N-Triples and N-Quads, a block of whole lines at a time.
+
+A read task hands :func:`parse_block` a block of complete lines (see
+:func:`kgscale.kg.sources.lines.iter_chunks`). Two paths share the work:
+
+- the *fast path* runs over the whole block in Arrow's C++ kernels: a
+  regular expression (RE2, no captures, so a DFA) picks the lines in the
+  plain shape ``<s> <p> <o> .`` (single spaces, IRIs and literals without
+  escapes), a few splits cut them into terms, and every distinct IRI and
+  language tag is then checked once by pyoxigraph's own validators, so the
+  fast path accepts exactly what pyoxigraph accepts;
+- every other line (escapes, extra whitespace, comments after the dot, and
+  every line that is wrong) goes through pyoxigraph's parser, which also
+  gives the message for a rejected line. A parse error restarts the parser
+  on the next line, so one bad line costs only itself.
+
+Python touches each line of the fast path only through array kernels; that
+is what makes the read about 20 times faster than a line-by-line parser.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyoxigraph as ox
+
+from kgscale.kg.rdf.terms import QUADS_SCHEMA, QuadColumns, UnsupportedTerm
+
+IRI = r'<[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20<>"{}|^`\\]*>'
+BNODE = r"_:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_\-])?"
+LITERAL = r'"[^"\\\r\n]*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^' + IRI + r")?"
+NODE = f"(?:{IRI}|{BNODE})"
+FAST_LINE = {
+    False: f"^{NODE} {IRI} (?:{NODE}|{LITERAL}) \\.$",
+    True: f"^{NODE} {IRI} (?:{NODE}|{LITERAL})(?: {NODE})? \\.$",
+}
+BLANK_LINE = r"^[ \t]*(?:#.*)?$"
+# http(s) IRIs built only from characters that are valid anywhere in an IRI
+# (RFC 3987 unreserved, sub-delims, ":", "@", "/", "?", "#" once): valid by
+# construction, so the distinct IRIs of a block that match need no check
+_PCHARS = r"[A-Za-z0-9._~!$&'()*+,;=:@/\-]"
+SIMPLE_IRI = rf"^https?://[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/{_PCHARS}*)?(?:\?(?:{_PCHARS}|\?)*)?(?:#(?:{_PCHARS}|\?)*)?$"
+_POSITION = re.compile(r"^Parser error (?:at|between) line \d+ (?:column (\d+)|between columns (\d+) and \d+)(?: and line \d+ column \d+)?: ")
+
+# reject = (offset in the file, reason, the line as text)
+Reject = tuple[int, str, str]
+
+
+def parse_block(data: bytes, base: int, quads: bool) -> tuple[pa.Table, list[Reject]]:
+    """Parse ``data`` (whole lines; ``base`` is its offset in the file) into a
+    :data:`QUADS_SCHEMA` table and the rejected lines. ``quads``: N-Quads."""
+    if not data:
+        return QUADS_SCHEMA.empty_table(), []
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    lines, offsets = _lines(data, base)
+    n = len(lines)
+    rejects: list[Reject] = []
+    try:
+        data.decode("utf-8")
+        text = lines.cast(pa.string())
+    except UnicodeDecodeError:
+        text, bad = _drop_invalid_utf8(lines)
+        for i, start in bad:
+            raw = lines[i].as_py()
+            rejects.append((int(offsets[i]), f"not valid UTF-8: byte {start}", raw.decode("utf-8", "replace")))
+    if b"\r" in data:
+        text = pc.utf8_rtrim(text, characters="\r")
+    fast = pc.match_substring_regex(text, FAST_LINE[quads])
+    blank = pc.match_substring_regex(text, BLANK_LINE)
+    slow = pc.invert(pc.or_(fast, blank))
+    fast_table, invalid = _fast_terms(text.filter(fast), offsets[fast.to_numpy(zero_copy_only=False)])
+    slow_lines = text.filter(slow).to_pylist()
+    slow_offsets = offsets[slow.to_numpy(zero_copy_only=False)].tolist()
+    if invalid is not None:  # fast-path lines whose IRI or language tag pyoxigraph refuses
+        slow_lines += invalid[0]
+        slow_offsets += invalid[1]
+    tables = [fast_table]
+    if slow_lines:
+        slow_table, slow_rejects = parse_lines(slow_lines, slow_offsets, quads)
+        tables.append(slow_table)
+        rejects += slow_rejects
+    return pa.concat_tables(tables), sorted(rejects)
+
+
+def _lines(data: bytes, base: int) -> tuple[pa.Array, np.ndarray]:
+    """The lines of ``data`` (which ends with a newline) as a binary array
+    over the same memory, without their newlines, and their file offsets."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    starts = np.empty(len(ends) + 1, np.int64)
+    starts[0] = 0
+    starts[1:] = ends + 1
+    with_newline = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(ends), [None, pa.py_buffer(starts), pa.py_buffer(data)]
+    )
+    lines = pc.binary_slice(with_newline, 0, -1).cast(pa.binary())  # blocks are far below 2 GiB
+    return lines, starts[:-1] + base
+
+
+def _drop_invalid_utf8(lines: pa.Array) -> tuple[pa.Array, list[tuple[int, int]]]:
+    values = lines.to_pylist()
+    bad = []
+    for i, v in enumerate(values):
+        try:
+            v.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append((i, exc.start))
+            values[i] = b""  # a blank line: neither parsed nor rejected twice
+    return pa.array(values, pa.binary()).cast(pa.string()), bad
+
+
+def _split(arr: pa.Array, pattern: str, parts: int, reverse: bool = False) -> list[pa.Array]:
+    """Split every string into exactly ``parts`` pieces (the caller's shape
+    guarantees it) and return the pieces column by column. Taking every
+    k-th value is much faster than ``list_element``."""
+    lists = pc.split_pattern(arr, pattern, max_splits=parts - 1, reverse=reverse)
+    values = lists.values
+    n = len(arr)
+    if len(values) != n * parts:
+        raise AssertionError(f"split into {len(values)} pieces, expected {n} x {parts}")
+    return [values.take(pa.array(np.arange(k, n * parts, parts))) for k in range(parts)]
+
+
+def _node(arr: pa.Array) -> pa.Array:
+    """``<iri>`` -> ``iri``; ``_:b`` stays."""
+    iri = pc.utf8_slice_codeunits(arr, 1, -1)
+    if not pc.any(pc.starts_with(arr, "_:")).as_py():
+        return iri
+    return pc.if_else(pc.starts_with(arr, "<"), iri, arr)
+
+
+def _graph(tail: pa.Array) -> pa.Array:
+    """The graph term after the object (``""`` when absent) -> key or null."""
+    if not pc.any(pc.not_equal(tail, "")).as_py():
+        return pa.nulls(len(tail), tail.type)
+    g = pc.utf8_trim_whitespace(tail)
+    return pc.if_else(pc.equal(g, ""), pa.scalar(None, tail.type), _node(g))
+
+
+def _fast_terms(lines: pa.Array, offsets: np.ndarray):
+    """Cut fast-path lines into terms; return the table and the lines whose
+    IRIs or language tags do not validate (for the slow path), or None."""
+    if len(lines) == 0:
+        return QUADS_SCHEMA.empty_table(), None
+    s, p, rest = _split(lines, " ", 3)
+    s, p = _node(s), pc.utf8_slice_codeunits(p, 1, -1)
+    rest = pc.utf8_slice_codeunits(rest, 0, -2)  # drop " ."
+    is_lit = pc.starts_with(rest, '"')
+    is_node = pc.invert(is_lit)
+    off = pa.array(offsets, pa.int64())
+
+    # objects that are nodes: "o" or "o g"
+    node_rest = pc.binary_join_element_wise(rest.filter(is_node), " ", "")
+    o_node, g_node = _split(node_rest, " ", 2)
+    nodes = {
+        "s": s.filter(is_node), "p": p.filter(is_node), "o": _node(o_node),
+        "literal": pa.array(np.zeros(len(node_rest), bool)),
+        "lang": pa.nulls(len(node_rest), pa.string()), "datatype": pa.nulls(len(node_rest), pa.string()),
+        "g": _graph(g_node), "offset": off.filter(is_node),
+    }
+    # literals: '"lex"', '"lex"@en', '"lex"^^<dt>', each maybe followed by " g".
+    # The lexical form has no quote (fast-path shape), so the last quote closes it.
+    lit_rest = rest.filter(is_lit)
+    quoted, after = _split(lit_rest, '"', 2, reverse=True)
+    lex = pc.utf8_slice_codeunits(quoted, 1, 1 << 30)
+    annot, g_lit = _split(pc.binary_join_element_wise(after, " ", ""), " ", 2)
+    is_lang = pc.starts_with(annot, "@")
+    is_dt = pc.starts_with(annot, "^^")
+    null = pa.scalar(None, pa.string())
+    lang = pc.if_else(is_lang, pc.utf8_lower(pc.utf8_slice_codeunits(annot, 1, 1 << 30)), null)
+    dt = pc.if_else(is_dt, pc.utf8_slice_codeunits(annot, 3, -1), null)
+    dt = pc.if_else(pc.equal(dt, "http://www.w3.org/2001/XMLSchema#string"), null, dt)
+    lits = {
+        "s": s.filter(is_lit), "p": p.filter(is_lit), "o": lex,
+        "literal": pa.array(np.ones(len(lit_rest), bool)), "lang": lang, "datatype": dt,
+        "g": _graph(g_lit), "offset": off.filter(is_lit),
+    }
+    table = pa.concat_tables(
+        [pa.Table.from_arrays([cols[f.name].cast(f.type) for f in QUADS_SCHEMA], schema=QUADS_SCHEMA) for cols in (nodes, lits)]
+    )
+    return _split_invalid(table, lines, offsets)
+
+
+def _iri_columns(table: pa.Table) -> list[pa.Array]:
+    cols = []
+    for name in ("s", "o", "g"):
+        c = table[name].combine_chunks()
+        mask = pc.and_(pc.is_valid(c), pc.invert(pc.starts_with(c, "_:")))
+        if name == "o":
+            mask = pc.and_(mask, pc.invert(table["literal"].combine_chunks()))
+        cols.append((name, mask))
+    return cols
+
+
+def _split_invalid(table: pa.Table, lines: pa.Array, offsets: np.ndarray):
+    """Check each distinct IRI and language tag once with pyoxigraph; rows
+    holding an invalid one go back to the slow path for its message."""
+    bad_rows = None
+    candidates = [("p", None), ("datatype", None)] + _iri_columns(table)
+    for name, mask in candidates:
+        col = table[name].combine_chunks()
+        values = pc.unique((col if mask is None else col.filter(mask)).drop_null())
+        values = values.filter(pc.invert(pc.match_substring_regex(values, SIMPLE_IRI)))
+        invalid = [v for v in values.to_pylist() if not _valid_iri(v)]
+        if invalid:
+            hit = pc.fill_null(pc.is_in(col, pa.array(invalid, pa.string())), False)
+            bad_rows = hit if bad_rows is None else pc.or_(bad_rows, hit)
+    langs = [v for v in pc.unique(table["lang"].drop_null()).to_pylist() if not _valid_lang(v)]
+    if langs:
+        hit = pc.fill_null(pc.is_in(table["lang"], pa.array(langs, pa.string())), False)
+        bad_rows = hit if bad_rows is None else pc.or_(bad_rows, hit)
+    if bad_rows is None or not pc.any(bad_rows).as_py():
+        return table, None
+    bad_offsets = set(table["offset"].filter(bad_rows).to_pylist())
+    keep = pc.invert(bad_rows)
+    line_index = {int(o): i for i, o in enumerate(offsets)}
+    back = sorted(bad_offsets)
+    return table.filter(keep), ([lines[line_index[o]].as_py() for o in back], back)
+
+
+_IRI_CACHE: dict[str, bool] = {}
+
+
+def _valid_iri(value: str) -> bool:
+    ok = _IRI_CACHE.get(value)
+    if ok is None:
+        try:
+            ox.NamedNode(value)
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_IRI_CACHE) < 1 << 18:  # predicates and datatypes repeat across blocks
+            _IRI_CACHE[value] = ok
+    return ok
+
+
+def _valid_lang(tag: str) -> bool:
+    try:
+        ox.Literal("", language=tag)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_lines(lines: list[str], offsets: list[int], quads: bool) -> tuple[pa.Table, list[Reject]]:
+    """pyoxigraph over individual lines (one statement each), restarting after
+    each error; the k-th statement it yields comes from the k-th line."""
+    fmt = ox.RdfFormat.N_QUADS if quads else ox.RdfFormat.N_TRIPLES
+    cols = QuadColumns()
+    rejects: list[Reject] = []
+    i = 0
+    while i < len(lines):
+        chunk = "\n".join(lines[i:]) + "\n"
+        k = 0
+        try:
+            for q in ox.parse(chunk, fmt, rename_blank_nodes=False):
+                try:
+                    cols.add_terms(q.subject, q.predicate, q.object, q.graph_name, offsets[i + k])
+                except UnsupportedTerm as exc:
+                    rejects.append((offsets[i + k], str(exc), lines[i + k]))
+                k += 1
+            break
+        except SyntaxError as exc:
+            bad = i + k  # the first line that gave no statement
+            rejects.append((offsets[bad], _syntax_message(exc), lines[bad]))
+            i = bad + 1
+    return cols.table(), rejects
+
+
+def _syntax_message(exc: SyntaxError) -> str:
+    """pyoxigraph's message without its line number (which counts from the
+    start of the parsed chunk, not the file: the reject's offset says where)."""
+    msg = exc.msg if isinstance(exc.msg, str) else str(exc)
+    m = _POSITION.match(msg)
+    if m:
+        column = m.group(1) or m.group(2)
+        msg = f"column {column}: {msg[m.end():]}"
+    return f"syntax error: {msg}"

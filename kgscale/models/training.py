@@ -1,0 +1,178 @@
+"""A backbone made ready to train: LoRA or full fine-tuning, gradient
+checkpointing, precision, extra special tokens.
+
+:func:`load_for_training` is what every training worker (and the benchmark's
+plain loop) calls, so a run and its baseline train exactly the same model.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kgscale.config import StrictModel
+from kgscale.models.backbone import BackboneConfig, Kind, ModelLoadError, infer_kind, load_tokenizer, resolve
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+class LoraSettings(StrictModel):
+    """LoRA adapters through ``peft``; ``enabled: false`` trains every weight."""
+
+    enabled: bool = True
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # module names (suffixes) to adapt; None: the objective's default (KaLM:
+    # the MLP projections gate_proj, up_proj, down_proj)
+    target_modules: list[str] | None = None
+    # modules trained in full beside the adapters (e.g. the embeddings when new
+    # tokens are added), saved with the adapter
+    modules_to_save: list[str] | None = None
+
+
+class ModelSettings(BackboneConfig):
+    """The backbone (see :class:`BackboneConfig`) plus how to train it."""
+
+    lora: LoraSettings = LoraSettings()
+    # recompute activations in the backward pass: less memory, ~30% more compute
+    gradient_checkpointing: bool = False
+    # auto: bf16 on GPU, fp32 on CPU
+    precision: Precision = "auto"
+
+
+def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "bf16"]:
+    if precision == "auto":
+        return "bf16" if use_gpu else "fp32"
+    return precision
+
+
+def model_kind(cfg: BackboneConfig) -> Kind:
+    return cfg.kind or infer_kind(resolve(cfg))
+
+
+def prepare_tokenizer(cfg: BackboneConfig, special_tokens: tuple[str, ...] = ()):
+    """The backbone's tokenizer with ``special_tokens`` added (in that order, so
+    every process that calls this gets the same ids)."""
+    tok = load_tokenizer(cfg)
+    new = [t for t in special_tokens if t not in tok.get_vocab()]
+    if new:
+        tok.add_special_tokens({"additional_special_tokens": list(new)}, replace_extra_special_tokens=False)
+    return tok
+
+
+def lora_targets(model, wanted: list[str]) -> list[str]:
+    """The subset of ``wanted`` module-name suffixes the model has; an error
+    naming what exists when none matches."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [w for w in wanted if w not in names]
+    if len(missing) == len(wanted):
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise ModelLoadError(
+            f"none of the LoRA target modules {wanted} exist in this model; set model.lora.target_modules "
+            f"to some of its linear layers: {', '.join(linear)}"
+        )
+    return [w for w in wanted if w not in missing]
+
+
+def check_lora_targets(cfg: ModelSettings, default_targets: list[str] | None) -> list[str] | None:
+    """Validate the LoRA targets against the model's architecture without
+    loading weights (the model is built on the meta device). Run on the driver
+    so a bad target list fails before any worker starts."""
+    if not cfg.lora.enabled:
+        return None
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    path = resolve(cfg)
+    config = AutoConfig.from_pretrained(str(path))
+    cls = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[model_kind(cfg)]
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    return lora_targets(model, cfg.lora.target_modules or default_targets or _all_linear(model))
+
+
+def _all_linear(model) -> list[str]:
+    head = model.get_output_embeddings()
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                   if type(m).__name__ == "Linear" and m is not head})
+
+
+def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: list[str] | None = None,
+                      kind: Kind | None = None, zero3_config: dict | None = None):
+    """The backbone in train mode: weights loaded in fp32 (DeepSpeed or autocast
+    handle bf16), embeddings resized to ``tokenizer`` when it has added tokens,
+    LoRA applied when enabled, gradient checkpointing when asked.
+
+    ``zero3_config``: the DeepSpeed config of a ZeRO-3 run. The weights are
+    then partitioned across the workers as they load (``deepspeed.zero.Init``
+    through transformers), so no worker ever holds the whole model."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    path = resolve(cfg)
+    kind = kind or cfg.kind or infer_kind(path)
+    cls = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[kind]
+    zero3 = None
+    if zero3_config is not None:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        zero3 = HfDeepSpeedConfig(zero3_config)  # transformers reads it through a weak reference
+    try:
+        try:
+            model = cls.from_pretrained(str(path), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load {cfg.model!r} as a {kind} model: {exc}") from exc
+        if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            # new special tokens (KILM's entity markers): rows initialised to the
+            # mean embedding, which transformers does by default (gathering
+            # the partitioned matrix under ZeRO-3)
+            model.resize_token_embeddings(len(tokenizer))
+    finally:
+        if zero3 is not None:
+            # only loading is partitioned this way; a later from_pretrained (the
+            # export on rank 0) must load normally
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False  # no KV cache while training
+    if cfg.gradient_checkpointing:
+        # non-reentrant checkpointing works with frozen inputs (LoRA) and ZeRO-3
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        targets = lora_targets(model, cfg.lora.target_modules or default_targets or _all_linear(model))
+        lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=targets, modules_to_save=cfg.lora.modules_to_save,
+                          task_type="SEQ_2_SEQ_LM" if kind == "seq2seq" else "CAUSAL_LM")
+        model = get_peft_model(model, lcfg)
+    model.train()
+    return model
+
+
+def unwrap_peft(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def causal_parts(model):
+    """``(trunk, head)`` of a causal LM: the decoder stack that returns the
+    last hidden states, and the output projection to the vocabulary.
+
+    Objectives call them separately so that representations (KaLM's views) need
+    no vocabulary projection and the LM losses project only the positions that
+    carry a label (the projection of every position would dominate memory)."""
+    base = unwrap_peft(model)
+    trunk = getattr(base, base.base_model_prefix, None)
+    head = base.get_output_embeddings()
+    if trunk is None or head is None:
+        raise ModelLoadError(f"{type(base).__name__} is not a causal LM with a separate trunk and output head")
+    return trunk, head
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

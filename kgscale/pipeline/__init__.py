@@ -1,0 +1,1 @@
+"""`kgscale run`: the stages chained, each skipped when its output is current."""

@@ -1,0 +1,132 @@
+"""The end of ``kgscale run``: a summary table and the training curves as PNG."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kgscale.pipeline.stages import StageResult
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def headline(result: StageResult) -> str:
+    """The few numbers of a stage a person wants first."""
+    m, stage = result.manifest, result.name.split("/")[0]
+    if stage == "eval" and (Path(result.out) / "metrics.json").is_file():
+        m = json.loads((Path(result.out) / "metrics.json").read_text())
+    if stage == "ingest":
+        c = m.get("counts", {})
+        t = c.get("triples", {})
+        return (f"{_fmt(c.get('entities'))} entities, {_fmt(c.get('relations'))} relations, "
+                f"{'/'.join(_fmt(t.get(s, 0)) for s in ('train', 'valid', 'test'))} triples, "
+                f"{_fmt(_get(m, 'rejected', 'total', default=0))} rejected")
+    if stage == "questions":
+        link = m.get("linking") or {}
+        rate = link.get("linked_question_and_answer_rate", link.get("link_rate"))
+        text = f"{_fmt(_get(m, 'counts', 'questions'))} questions"
+        return text + (f", linked (question and answer) {rate:.1%}" if isinstance(rate, float) else "")
+    if stage == "paths":
+        c = m.get("counts", {})
+        return ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in c.items() if not isinstance(v, dict))
+    if stage == "rationales":
+        c = m.get("counts", {})
+        return ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in c.items() if not isinstance(v, dict))
+    if stage == "train":
+        rows = _metrics(result.out)
+        if not rows:
+            return "no metrics"
+        first, last = rows[0], rows[-1]
+        tps = last.get("tokens_per_s")
+        return (f"{last.get('step')} steps, loss {_fmt(first.get('loss'))} -> {_fmt(last.get('loss'))}"
+                + (f", {tps:,.0f} tokens/s" if isinstance(tps, (int, float)) else ""))
+    if stage == "eval" and result.name.endswith("kgc"):
+        both = _get(m, "metrics", "both") or _get(m, "both") or {}
+        keys = [k for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10") if k in both]
+        return ", ".join(f"{k.upper() if k in ('mrr', 'mr') else k} {_fmt(both[k])}" for k in keys) or "see metrics.json"
+    if stage == "eval":
+        acc = []
+        mc = _get(m, "metrics", "multiple_choice") or _get(m, "multiple_choice") or {}
+        for name, d in mc.items():
+            if not isinstance(d, dict):
+                continue
+            text = f"{name}: accuracy {_fmt(_get(d, 'no_rationale', 'accuracy'))} (n={_fmt(_get(d, 'questions'))})"
+            with_r = _get(d, "with_rationale", "accuracy")
+            if with_r is not None:
+                text += (f", with rationale {_fmt(with_r)} vs {_fmt(_get(d, 'no_rationale_same_questions', 'accuracy'))}"
+                         f" without on the same {_fmt(_get(d, 'with_rationale', 'count'))}")
+            acc.append(text)
+        return "; ".join(acc) or "see metrics.json"
+    return ""
+
+
+# metrics.jsonl keys that are not loss parts
+NOT_LOSSES = {"step", "epoch", "lr", "temperature", "tokens_per_s", "samples_per_s", "window_s", "peak_memory_mb",
+              "s_per_step", "time", "answer_tokens", "accuracy", "candidates", "pos_cosine", "tokens", "samples", "grad_norm", "completion_tokens"}
+
+
+def _metrics(out: Path) -> list[dict]:
+    path = Path(out) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def table(results: list[StageResult]) -> str:
+    rows = [("stage", "status", "time", "result")]
+    for r in results:
+        rows.append((r.name, "current" if r.skipped else "ran", f"{r.seconds:.1f} s", headline(r)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 40)
+    return "\n".join(lines)
+
+
+def plot_training(results: list[StageResult], path: Path) -> Path | None:
+    """Every training run's loss parts and learning rate against the step, one PNG."""
+    runs = [(r.name.split("/", 1)[1], _metrics(r.out)) for r in results if r.name.startswith("train/")]
+    runs = [(n, rows) for n, rows in runs if rows]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
+    for (name, rows), (ax_loss, ax_lr) in zip(runs, axes):
+        steps = [r["step"] for r in rows]
+        keys = [k for k, v in rows[-1].items() if isinstance(v, (int, float)) and k not in NOT_LOSSES]
+        for k in keys:
+            ax_loss.plot(steps, [r.get(k) for r in rows], label=k)
+        ax_loss.set_title(f"{name}: loss")
+        ax_loss.set_xlabel("step")
+        ax_loss.legend(fontsize=8)
+        ax_lr.plot(steps, [r.get("lr") for r in rows], color="tab:gray", label="lr")
+        if "temperature" in rows[-1]:
+            ax2 = ax_lr.twinx()
+            ax2.plot(steps, [r.get("temperature") for r in rows], color="tab:red", label="temperature")
+            ax2.set_ylabel("temperature")
+        ax_lr.set_title(f"{name}: learning rate")
+        ax_lr.set_xlabel("step")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,300 @@
+"""``kgscale run CONFIG``: every stage, chained, each written under one run directory.
+
+::
+
+    run:        {dir: runs/quickstart}
+    ray:        {num_cpus: null}
+    ingest:     {source: dataset:wn18rr}                          -> DIR/snapshot
+    questions:  {source: QA.jsonl | kg, link: {...}, kg: {...}}   -> DIR/questions
+    paths:      {search: {...}}                                   -> DIR/paths
+    rationales: {teacher: {...}, limit: 64}                       -> DIR/rationales
+    train:      {NAME: <a `kgscale train` config>, ...}           -> DIR/train/NAME
+    eval:       {kgc: {model: "@NAME", ...}, qa: {model: "@NAME", ...}}  -> DIR/eval/kgc, DIR/eval/qa
+    serve:      <a `kgscale serve` config>                        (with --serve)
+
+Each section is the config of the stage's own command, less the paths, which
+the runner fills in from the run directory. ``"@NAME"`` as a model names the
+output of training run NAME. Sections may be left out: a run without
+``questions`` has no paths or rationales, and so on, but a stage whose input
+stage is missing is an error that says which section to add.
+
+A stage whose output already holds a result with the same fingerprint (its
+config and its inputs' fingerprints, see :mod:`kgscale.pipeline.stages`) is
+skipped, so a run that was stopped continues where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+from kgscale.config import ConfigError, StrictModel, build
+from kgscale.kg.registry import resolve_reference
+from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
+from kgscale.ray_session import RayConfig, ensure_ray
+
+STAGES = ("ingest", "questions", "paths", "rationales", "train", "eval", "serve")
+SECTIONS = ("run", "ray", *STAGES)
+
+
+class RunSettings(StrictModel):
+    # every stage writes under this directory
+    dir: Path
+    # stages to run again even when their output is current (names from STAGES)
+    force: list[str] = []
+    # deploy the `serve` section after evaluation and keep serving
+    serve: bool = False
+
+
+class MissingStageError(ConfigError):
+    """A stage's input comes from a stage the config does not have."""
+
+
+def _section(data: dict, name: str) -> dict:
+    value = data.get(name) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: must be a mapping")
+    return copy.deepcopy(value)
+
+
+def _need(data: dict, stage: str, needs: str) -> None:
+    if not data.get(needs):
+        raise MissingStageError(f"{stage}: needs the output of the `{needs}` stage; add a `{needs}:` section "
+                                f"(or run `kgscale {needs}` first and point {stage} at its output)")
+
+
+class Pipeline:
+    """Builds each stage's typed config from the run config and runs it."""
+
+    def __init__(self, data: dict[str, Any], source: str = "config") -> None:
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"{', '.join(sorted(unknown))}: unknown section(s); sections are {', '.join(SECTIONS)}")
+        self.data = data
+        self.source = source
+        self.run = build(RunSettings, _section(data, "run"), source=source, section="run")
+        bad = set(self.run.force) - set(STAGES)
+        if bad:
+            raise ConfigError(f"run.force: unknown stage(s) {sorted(bad)}; stages are {', '.join(STAGES)}")
+        self.ray = build(RayConfig, _section(data, "ray"), source=source, section="ray")
+        self.dir = self.run.dir
+        self.fp: dict[str, str] = {}
+        self.results: list[StageResult] = []
+        self.plan: list[tuple[str, Path, str, Callable[[], Any]]] = []
+        self._build()
+
+    # -- paths ------------------------------------------------------------
+    def out(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def _model_ref(self, value: Any, where: str) -> tuple[Any, list[str]]:
+        """``"@NAME"`` -> the directory of training run NAME (and its fingerprint)."""
+        if isinstance(value, str) and value.startswith("@"):
+            name = value[1:]
+            key = f"train/{name}"
+            if key not in self.fp:
+                raise MissingStageError(f"{where}: {value} names no training run; runs are "
+                                        f"{', '.join(k[6:] for k in self.fp if k.startswith('train/')) or 'none'}")
+            return str(self.out("train", name)), [self.fp[key]]
+        return value, []
+
+    # -- stages -----------------------------------------------------------
+    def _build(self) -> None:
+        d = self.data
+        if d.get("ingest"):
+            self._ingest()
+        if d.get("questions"):
+            _need(d, "questions", "ingest")
+            self._questions()
+        if d.get("paths"):
+            _need(d, "paths", "questions")
+            self._paths()
+        if d.get("rationales"):
+            _need(d, "rationales", "paths")
+            self._rationales()
+        for name in (_section(d, "train") or {}):
+            self._train(name)
+        ev = _section(d, "eval")
+        unknown = set(ev) - {"kgc", "qa"}
+        if unknown:
+            raise ConfigError(f"eval.{sorted(unknown)[0]}: unknown evaluation; use eval.kgc and/or eval.qa")
+        if "kgc" in ev:
+            self._eval_kgc(ev["kgc"] or {})
+        if "qa" in ev:
+            self._eval_qa(ev["qa"] or {})
+        if self.run.serve:
+            if not d.get("serve"):
+                raise ConfigError("run.serve: true needs a `serve:` section")
+
+    def _add(self, name: str, out: Path, fp: str, fn: Callable[[], Any]) -> None:
+        self.fp[name] = fp
+        self.plan.append((name, out, fp, fn))
+
+    def _ingest(self) -> None:
+        from kgscale.ingest import IngestConfig, run_ingest
+
+        sec = _section(self.data, "ingest")
+        cfg = build(IngestConfig, {**sec, "out": str(self.out("snapshot")), "overwrite": True},
+                    source=self.source, section="ingest")
+        fp = fingerprint("ingest", cfg.model_dump(mode="json", exclude={"out", "overwrite"}), [], _source_stamp(cfg.source))
+        self._add("ingest", cfg.out, fp, lambda: run_ingest(cfg, self.ray))
+
+    def _questions(self) -> None:
+        from kgscale.synth.questions_kg import KGQuestionsConfig
+        from kgscale.synth.questions_qa import LinkConfig
+        from kgscale.synth.questions_stage import QuestionsConfig, run_questions
+
+        sec = _section(self.data, "questions")
+        source_ref = str(sec.get("source", ""))
+        if source_ref.startswith("dataset:"):
+            sec["source"] = resolve_reference(source_ref)
+        link = build(LinkConfig, sec.pop("link", {}) or {}, source=self.source, section="questions.link")
+        kg = build(KGQuestionsConfig, sec.pop("kg", {}) or {}, source=self.source, section="questions.kg")
+        cfg = build(QuestionsConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("questions")),
+                                      "overwrite": True}, source=self.source, section="questions")
+        config = {"questions": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}),
+                  "link": link.model_dump(mode="json"), "kg": kg.model_dump(mode="json")}
+        config["questions"]["source"] = source_ref  # the name, not where this machine keeps it
+        fp = fingerprint("questions", config, [self.fp["ingest"]], _source_stamp(source_ref))
+        self._add("questions", cfg.out, fp, lambda: run_questions(cfg, link, kg, self.ray))
+
+    def _paths(self) -> None:
+        from kgscale.synth.mining import PathsConfig, run_paths
+        from kgscale.synth.paths import SearchConfig
+
+        sec = _section(self.data, "paths")
+        search = build(SearchConfig, sec.pop("search", {}) or {}, source=self.source, section="paths.search")
+        cfg = build(PathsConfig, {**sec, "questions": str(self.out("questions")), "snapshot": str(self.out("snapshot")),
+                                  "out": str(self.out("paths")), "overwrite": True}, source=self.source, section="paths")
+        config = {"paths": cfg.model_dump(mode="json", exclude={"out", "overwrite", "questions", "snapshot"}),
+                  "search": search.model_dump(mode="json")}
+        fp = fingerprint("paths", config, [self.fp["questions"]])
+        self._add("paths", cfg.out, fp, lambda: run_paths(cfg, search, self.ray))
+
+    def _rationales(self) -> None:
+        from kgscale.synth.rationales import RationalesConfig, run_rationales
+        from kgscale.synth.teacher import TeacherConfig
+
+        sec = _section(self.data, "rationales")
+        teacher = build(TeacherConfig, sec.pop("teacher", {}) or {}, source=self.source, section="rationales.teacher")
+        cfg = build(RationalesConfig, {**sec, "paths": str(self.out("paths")), "out": str(self.out("rationales")),
+                                       "overwrite": True}, source=self.source, section="rationales")
+        config = {"rationales": cfg.model_dump(mode="json", exclude={"out", "overwrite", "paths"}),
+                  "teacher": teacher.model_dump(mode="json")}
+        fp = fingerprint("rationales", config, [self.fp["paths"]])
+        self._add("rationales", cfg.out, fp, lambda: run_rationales(cfg, teacher, self.ray))
+
+    def _train(self, name: str) -> None:
+        from kgscale.train.config import TrainConfig
+        from kgscale.train.run import run_train
+
+        where = f"train.{name}"
+        sec = _section(_section(self.data, "train"), name)
+        if "ray" in sec:
+            raise ConfigError(f"{where}.ray: set Ray options once, in the top-level `ray:` section")
+        objective = (sec.get("objective") or {}).get("name")
+        data = sec.setdefault("data", {})
+        upstream = []
+        if objective == "kale":
+            if "rationales" not in data:
+                _need(self.data, where, "rationales")
+                data["rationales"] = str(self.out("rationales"))
+                upstream.append(self.fp["rationales"])
+        elif "snapshot" not in data:
+            _need(self.data, where, "ingest")
+            data["snapshot"] = str(self.out("snapshot"))
+            upstream.append(self.fp["ingest"])
+        model = sec.setdefault("model", {})
+        model["model"], refs = self._model_ref(model.get("model"), f"{where}.model.model")
+        upstream += refs
+        sec.setdefault("train", {})["out"] = str(self.out("train", name))
+        cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
+        fp = fingerprint(where, cfg.model_dump(mode="json", exclude={"ray"}), upstream)
+        self._add(f"train/{name}", self.out("train", name), fp, lambda: run_train(cfg, overwrite=True))
+
+    def _eval_kgc(self, sec: dict) -> None:
+        from kgscale.eval.embedding import EmbedConfig
+        from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+        from kgscale.models.backbone import BackboneConfig
+
+        sec = copy.deepcopy(sec)
+        _need(self.data, "eval.kgc", "ingest")
+        model = sec.pop("model", None)
+        model = {"model": model} if isinstance(model, str) or model is None else model
+        model["model"], refs = self._model_ref(model.get("model"), "eval.kgc.model")
+        bb = build(BackboneConfig, model, source=self.source, section="eval.kgc.model")
+        embed = build(EmbedConfig, sec.pop("embed", {}) or {}, source=self.source, section="eval.kgc.embed")
+        rank = build(RankConfig, sec.pop("rank", {}) or {}, source=self.source, section="eval.kgc.rank")
+        cfg = build(KGCConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("eval", "kgc")),
+                                "overwrite": True}, source=self.source, section="eval.kgc")
+        config = {"kgc": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}), "model": bb.model_dump(),
+                  "embed": embed.model_dump(mode="json"), "rank": rank.model_dump(mode="json")}
+        fp = fingerprint("eval/kgc", config, [self.fp["ingest"], *refs])
+        self._add("eval/kgc", cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
+
+    def _eval_qa(self, sec: dict) -> None:
+        from kgscale.eval.qa import QAConfig, run_qa
+        from kgscale.models.backbone import BackboneConfig
+
+        sec = copy.deepcopy(sec)
+        model = sec.pop("model", None)
+        model = {"model": model} if isinstance(model, str) or model is None else model
+        model["model"], refs = self._model_ref(model.get("model"), "eval.qa.model")
+        bb = build(BackboneConfig, model, source=self.source, section="eval.qa.model")
+        upstream = list(refs)
+        # with a rationale stage in the run, QA is scored with and without them
+        if "rationales" not in sec and "rationales" in self.fp:
+            sec["rationales"] = str(self.out("rationales"))
+            upstream.append(self.fp["rationales"])
+        if sec.get("kgqa_snapshot") == "@snapshot":
+            _need(self.data, "eval.qa.kgqa_snapshot", "ingest")
+            sec["kgqa_snapshot"] = str(self.out("snapshot"))
+            upstream.append(self.fp["ingest"])
+        data_refs = [str(p) for p in sec.get("data", []) or []]
+        sec["data"] = [resolve_reference(p) for p in data_refs]
+        cfg = build(QAConfig, {**sec, "out": str(self.out("eval", "qa")), "overwrite": True},
+                    source=self.source, section="eval.qa")
+        config = {"qa": cfg.model_dump(mode="json", exclude={"out", "overwrite", "data"}), "model": bb.model_dump()}
+        fp = fingerprint("eval/qa", config, upstream, [_source_stamp(p) for p in data_refs])
+        self._add("eval/qa", cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
+
+    # -- running ----------------------------------------------------------
+    def execute(self, progress: Callable[[str], None] = print) -> list[StageResult]:
+        ensure_ray(self.ray)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name, out, fp, fn in self.plan:
+            stage = name.split("/")[0]
+            progress(f"kgscale run: {name} ...")
+            result = run_stage(name, out, fp, fn, force=stage in self.run.force or name in self.run.force)
+            self.results.append(result)
+            progress(f"kgscale run: {name} {'is current, skipped' if result.skipped else 'done'} "
+                     f"({result.seconds:.1f} s) -> {out}")
+        return self.results
+
+    def serve(self) -> str:
+        from kgscale.serve.config import ServeConfig
+        from kgscale.serve.server import start
+
+        sec = _section(self.data, "serve")
+        model = sec.get("model")
+        if isinstance(model, dict):
+            model["model"], _ = self._model_ref(model.get("model"), "serve.model.model")
+        else:
+            sec["model"], _ = self._model_ref(model, "serve.model")
+        if isinstance(sec.get("kg"), dict) and sec["kg"].get("snapshot") in (None, "@snapshot"):
+            sec["kg"]["snapshot"] = str(self.out("snapshot"))
+        cfg = build(ServeConfig, sec, source=self.source, section="serve")
+        return start(cfg)
+
+
+def _source_stamp(source: str) -> Any:
+    """What identifies a source's content cheaply: registry datasets are pinned
+    by checksum; local files by size and modification time."""
+    if source.startswith("dataset:") or "://" in source or source == "kg":
+        return source
+    path = Path(source)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files[:1000]]
+
+
+__all__ = ["Pipeline", "RunSettings", "MissingStageError", "STAGES"]

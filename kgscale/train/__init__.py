@@ -1,0 +1,6 @@
+"""Training on Ray Train: the per-worker loop (:mod:`.loop`), DeepSpeed and DDP
+engines (:mod:`.engines`), metrics, export, and the driver (:mod:`.run`)."""
+
+
+class TrainError(RuntimeError):
+    """Training started but failed; the message carries the worker's error."""

@@ -1,0 +1,122 @@
+"""The training config: ``kgscale train CONFIG``.
+
+::
+
+    objective: {name: kalm, margin: 0.02, temperature: 0.05, lm_weight: 0.01}
+    model:     {model: smollm2-135m-instruct, lora: {r: 8, alpha: 16}}
+    data:      {snapshot: runs/wn18rr, max_samples: 4096}
+    train:     {out: runs/kalm, num_workers: 2, strategy: deepspeed, zero_stage: 2,
+                micro_batch_size: 8, max_steps: 100, lr: 1.0e-4}
+    ray:       {address: null}
+
+Every key is documented on its field; unknown keys are errors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from kgscale.config import StrictModel
+from kgscale.models.training import ModelSettings
+from kgscale.objectives import ObjectiveSettings
+from kgscale.ray_session import RayConfig
+
+
+class DataSettings(StrictModel):
+    # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
+    snapshot: Path | None = None
+    # rationale stage output (a directory with rationales.parquet, or the file): KALE
+    rationales: Path | None = None
+    # snapshot split the samples come from
+    split: Literal["train", "valid", "test"] = "train"
+    # keep this many samples (after a seeded shuffle); None: all
+    max_samples: int | None = Field(None, ge=1)
+    seed: int = 0
+    # token ids per sequence, at most
+    max_length: int = Field(128, ge=8)
+    # a rejected input row is fatal
+    strict: bool = False
+    # tokenisation tasks running at once in the Ray Data pipeline
+    map_tasks: int = Field(2, ge=1)
+    # KaLM: entity texts are cut at this many tokens before composing a view
+    # (no key may contain "token": kgscale.config reads such keys as secrets)
+    max_entity_length: int = Field(50, ge=1)
+    # KaLM: also train (t, r^-1) -> h
+    inverse: bool = True
+    # KaLM implicit alignment: the prompt; the completion is the tail's text
+    lm_prompt: str = "Complete the triple: {query} ->"
+    # KALE: skip rationales the rationale stage flagged (they are counted)
+    skip_flagged: bool = True
+    # KILM: sentences of verbalised neighbourhood around the entity
+    neighbours: int = Field(4, ge=1)
+    # KILM: share of context tokens under text-infilling masks
+    mask_ratio: float = Field(0.3, ge=0.0, le=1.0)
+    # KILM: mean span length of the infilling noise
+    poisson_lambda: float = Field(3.0, gt=0.0)
+    # KILM: descriptions are cut at this many tokens
+    max_description_length: int = Field(64, ge=1)
+
+
+class FaultInjection(StrictModel):
+    """Kill one worker process (SIGKILL) once, after it finishes ``step``:
+    for testing and demonstrating recovery. A marker in the run directory
+    makes it happen once per run."""
+
+    rank: int = Field(1, ge=0)
+    step: int = Field(..., ge=1)
+    # wait before the kill. Ray Train registers a reported checkpoint when its
+    # controller next polls the workers (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S,
+    # 2 s by default); a worker that dies before that poll takes its report with
+    # it, and recovery starts from the checkpoint before. The default waits out
+    # one poll so a test knows which checkpoint the run resumes from.
+    delay_s: float = Field(3.0, ge=0)
+
+
+class TrainSettings(StrictModel):
+    # output model directory; checkpoints go to "<out>.ray/" beside it
+    out: Path | None = None
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    # CPUs reserved per worker (its torch threads)
+    cpus_per_worker: float = Field(1, gt=0)
+    # how Ray places the workers: PACK fills a node first; SPREAD / STRICT_SPREAD
+    # put them on different nodes (one worker per node with STRICT_SPREAD)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    # deepspeed: ZeRO stage `zero_stage`; ddp: plain DistributedDataParallel
+    strategy: Literal["deepspeed", "ddp"] = "deepspeed"
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    # samples per worker per forward pass
+    micro_batch_size: int = Field(8, ge=1)
+    # micro-batches per optimiser step
+    grad_accum_steps: int = Field(1, ge=1)
+    # optimiser steps in the run
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.001, ge=0)
+    # linear warmup steps, then cosine decay to min_lr_ratio * lr at max_steps
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    # gradient norm clipping; null: none
+    grad_clip: float | None = Field(1.0, gt=0)
+    # checkpoint every N optimiser steps (and always at the end)
+    checkpoint_every: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    # worker failures to recover from (from the last checkpoint); -1: unlimited
+    max_failures: int = Field(0, ge=-1)
+    # report metrics every N optimiser steps
+    log_every: int = Field(1, ge=1)
+    seed: int = 0
+    fault_injection: FaultInjection | None = None
+
+    def global_batch(self) -> int:
+        return self.num_workers * self.micro_batch_size * self.grad_accum_steps
+
+
+class TrainConfig(StrictModel):
+    objective: ObjectiveSettings
+    model: ModelSettings
+    data: DataSettings = DataSettings()
+    train: TrainSettings = TrainSettings()
+    ray: RayConfig = RayConfig()

@@ -1,0 +1,190 @@
+"""The per-worker training loop: what every Ray Train worker runs.
+
+One worker: build the tokenizer, the backbone (LoRA or full) and the
+objective; wrap them in DeepSpeed or DDP; resume from the latest checkpoint if
+Ray Train has one (after a worker failure, or a run started with
+``--resume``); then take micro-batches from this worker's shard of the
+tokenised Ray Dataset until ``train.max_steps`` optimiser steps are done,
+reporting metrics every ``log_every`` steps, checkpointing every
+``checkpoint_every`` steps and at the end, where rank 0 also writes the model
+in Hugging Face format into the final checkpoint.
+
+Ray Train's ``report`` is collective: every rank calls it at the same steps,
+with its own checkpoint directory (DeepSpeed writes one shard per rank; Ray
+Train merges them into one checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STATE = "trainer_state.json"
+HF_DIR = "hf"
+FAULT_MARKER = ".fault_injected"
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    micro_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    tokens: int = 0  # this worker's tokens so far
+    samples: int = 0
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / STATE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, directory: Path) -> "LoopState":
+        return cls(**json.loads((Path(directory) / STATE).read_text()))
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters
+    from kgscale.objectives import TrainModule, build_objective, objective_class
+    from kgscale.samples.collate import collate
+    from kgscale.train.config import TrainConfig
+    from kgscale.train.engines import deepspeed_config, make_engine
+    from kgscale.train.export import save_hf_model, split_state
+    from kgscale.train.metrics import METRICS, MetricsLog, Window, peak_memory_mb, progress_line
+
+    started = time.perf_counter()
+    cfg = TrainConfig.model_validate(config["cfg"])
+    info = config["info"]
+    t, run_dir = cfg.train, Path(info["run_dir"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+
+    def say(msg: str) -> None:
+        # sys.stdout, not print: Ray Train patches print to also log each line,
+        # which would show every progress line twice
+        if rank == 0:
+            sys.stdout.write(f"[kgscale train] {msg}\n")
+            sys.stdout.flush()
+
+    # --- model, objective, engine
+    torch.manual_seed(t.seed)  # identical initial adapters on every rank
+    precision = resolve_precision(cfg.model.precision, t.use_gpu)
+    objective_cls = objective_class(cfg.objective.name)
+    tokenizer = prepare_tokenizer(cfg.model, objective_cls.special_tokens)
+    zero3 = deepspeed_config(t, precision) if t.strategy == "deepspeed" and t.zero_stage == 3 else None
+    model = load_for_training(cfg.model, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
+                              kind=info["kind"], zero3_config=zero3)
+    known = info.get("known_pairs")
+    objective = build_objective(cfg.objective, num_answers=info.get("num_answers"),
+                                known_pairs=torch.from_numpy(np.array(ray.get(known))) if known is not None else None)
+    trainable, total = trainable_parameters(model)
+    engine = make_engine(TrainModule(model, objective), t, precision, device)
+    say(f"{cfg.objective.name} on {cfg.model.model}: {trainable:,} of {total:,} parameters trained "
+        f"({'LoRA' if cfg.model.lora.enabled else 'full'}), {t.strategy}"
+        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}; "
+        f"ready in {time.perf_counter() - started:.1f} s")
+
+    # --- resume
+    log = MetricsLog(run_dir / METRICS if rank == 0 else None)
+    state = LoopState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            engine.load(Path(d))
+            state = LoopState.load(Path(d))
+            log.restore(Path(d), state.step)
+        say(f"resumed from checkpoint at step {state.step} (epoch {state.epoch})")
+    else:
+        log.start()
+    (run_dir / "workers").mkdir(parents=True, exist_ok=True)
+    (run_dir / "workers" / f"rank{rank}.pid").write_text(str(os.getpid()))
+
+    def save_checkpoint(metrics: dict, final: bool) -> None:
+        with tempfile.TemporaryDirectory(prefix="kgscale-ckpt-") as d:
+            engine.save(Path(d))
+            if final:  # every rank takes part in gathering ZeRO-3 weights
+                full = engine.model_state_dict(rank)
+                if rank == 0:
+                    _, objective_sd = split_state(full)
+                    save_hf_model(full, cfg.model, tokenizer, Path(d) / HF_DIR, kind=info["kind"],
+                                  default_targets=objective_cls.default_lora_targets,
+                                  objective_state=objective.summarize_state(objective_sd))
+            if rank == 0:
+                state.save(Path(d))
+                log.save(Path(d))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    # --- train
+    shard = ray.train.get_dataset_shard("train")
+    window = Window()
+    step_timer = time.perf_counter()
+    parts = ["contrastive", "accuracy", "lm", "ce", "ce_with_rationale", "kl", "description"]
+    while state.step < t.max_steps:
+        skip, used = state.micro_in_epoch, 0
+        batches = shard.iter_batches(batch_size=t.micro_batch_size, batch_format="numpy", drop_last=True,
+                                     local_shuffle_buffer_size=4 * t.micro_batch_size,
+                                     local_shuffle_seed=t.seed + state.epoch)
+        for i, raw in enumerate(batches):
+            if i < skip:
+                continue  # consumed before the checkpoint this run resumed from
+            batch, tokens = collate(raw, info["pad_id"], objective_cls.batch_keys)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            lr = engine.lr()  # the rate this micro-batch's optimiser step uses
+            out, stepped = engine.micro_step(batch)
+            used += 1
+            state.micro_in_epoch = i + 1
+            state.tokens += tokens
+            state.samples += t.micro_batch_size
+            window.add(out.metrics, tokens, t.micro_batch_size)
+            if not stepped:
+                continue
+            state.step += 1
+            final = state.step >= t.max_steps
+            if state.step % t.log_every == 0 or final or state.step % t.checkpoint_every == 0:
+                steps_in_window = max(1, window.micro // t.grad_accum_steps)
+                row = {"step": state.step, "epoch": state.epoch, **window.reduce(device, peak_memory_mb(device)),
+                       "lr": lr, "s_per_step": (time.perf_counter() - step_timer) / steps_in_window,
+                       "time": time.time()}
+                if rank == 0:
+                    log.append(row)
+                    say(progress_line(row, t.max_steps, parts))
+                window.reset()
+                step_timer = time.perf_counter()
+                if final or state.step % t.checkpoint_every == 0:
+                    save_checkpoint(row, final)
+                else:
+                    ray.train.report(row)
+            _maybe_inject_fault(t.fault_injection, rank, state.step, run_dir)
+            if final:
+                break
+        else:
+            if used == 0 and skip == 0:
+                raise RuntimeError("this worker's data shard holds no full micro-batch; "
+                                   "lower train.micro_batch_size or raise data.max_samples")
+            state.epoch += 1
+            state.micro_in_epoch = 0
+    say(f"done: {state.step} steps, {state.epoch} full epochs")
+
+
+def _maybe_inject_fault(fault, rank: int, step: int, run_dir: Path) -> None:
+    """SIGKILL this worker once at the configured step (testing recovery)."""
+    if fault is None or fault.rank != rank or fault.step != step:
+        return
+    marker = run_dir / FAULT_MARKER
+    if marker.exists():
+        return
+    time.sleep(fault.delay_s)
+    marker.write_text(f"rank {rank} killed after step {step}\n")
+    sys.stdout.write(f"[kgscale train] fault injection: killing rank {rank} (pid {os.getpid()}) after step {step}\n")
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)

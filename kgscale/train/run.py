@@ -1,0 +1,265 @@
+"""``kgscale train``: check the config, build the samples, start a Ray Train
+TorchTrainer, and write the trained model.
+
+Everything that can be wrong with the input is checked on the driver before
+a worker starts: the objective and the model kind, the snapshot or the
+rationales, the model and its tokenizer, the LoRA targets, the sequence
+length, the cluster's CPUs and GPUs, and whether one global batch fits in the
+data. Then::
+
+    OUT.ray/           Ray Train's run directory (storage_path/name)
+      checkpoint_*/    DeepSpeed shards (or DDP state), trainer_state.json,
+                       metrics.jsonl; the last one also hf/
+      metrics.jsonl    live, appended by rank 0
+      workers/rankN.pid
+    OUT/               the model in Hugging Face format (see kgscale.train.export),
+                       train_config.yaml, metrics.jsonl, rejects.jsonl, manifest.json
+
+``--resume`` reuses OUT.ray: Ray Train finds its latest checkpoint and every
+worker continues from it. Within a run, ``train.max_failures`` lets Ray Train
+replace dead workers, which resume from the same latest checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kgscale.config import ConfigError
+from kgscale.models.backbone import ModelLoadError, resolve
+from kgscale.objectives import objective_class
+from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
+from kgscale.samples.rejects import SampleRejects
+from kgscale.train import TrainError
+from kgscale.train.config import TrainConfig
+
+RUN_SUFFIX = ".ray"
+
+
+def run_dir_for(out: Path) -> Path:
+    return out.parent / (out.name + RUN_SUFFIX)
+
+
+@dataclass
+class Preflight:
+    """What the checks found, handed to the data stage and the workers."""
+
+    kind: str
+    tokenizer: object
+    snapshot: object = None
+    decoder_start_token_id: int | None = None
+    info: dict = field(default_factory=dict)
+
+
+def preflight(cfg: TrainConfig) -> Preflight:
+    """Every check that does not need data or workers. Raises ConfigError
+    (naming the key) or ModelLoadError."""
+    from transformers import AutoConfig
+
+    from kgscale.kg.snapshot import Snapshot
+    from kgscale.models.training import check_lora_targets, model_kind, prepare_tokenizer
+    from kgscale.samples.kale import rationales_file
+
+    name = cfg.objective.name
+    obj = objective_class(name)
+    if cfg.train.out is None:
+        raise ConfigError("train.out: required (the output model directory); set it or pass --out DIR")
+    snapshot = None
+    if name == "kale":
+        if cfg.data.rationales is None:
+            raise ConfigError("data.rationales: required for objective kale (the output directory of `kgscale rationales`)")
+        rationales_file(cfg.data.rationales)
+    else:
+        if cfg.data.snapshot is None:
+            raise ConfigError(f"data.snapshot: required for objective {name} (a directory written by `kgscale ingest`)")
+        snapshot = Snapshot(cfg.data.snapshot)
+    try:
+        kind = model_kind(cfg.model)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"model.model: cannot load {cfg.model.model!r}: {exc}") from exc
+    if kind != obj.model_kind:
+        example = "tiny-bart or a BART/T5 directory" if obj.model_kind == "seq2seq" else "smollm2-135m-instruct or tiny-llama"
+        raise ConfigError(f"model.model: objective {name} trains a {obj.model_kind} model but {cfg.model.model!r} is "
+                          f"{'an' if kind == 'encoder' else 'a'} {kind} model; use e.g. {example}")
+    tokenizer = prepare_tokenizer(cfg.model, obj.special_tokens)
+    if name == "kilm" and tokenizer.mask_token_id is None:
+        raise ConfigError(f"model.model: KILM needs a tokenizer with a mask token; {cfg.model.model!r} has none")
+    check_lora_targets(cfg.model, obj.default_lora_targets)
+    mcfg = AutoConfig.from_pretrained(str(resolve(cfg.model)))
+    max_pos = getattr(mcfg, "max_position_embeddings", None)
+    if max_pos and cfg.data.max_length > max_pos:
+        raise ConfigError(f"data.max_length: {cfg.data.max_length} is more than the model's {max_pos} positions")
+    if cfg.train.strategy == "ddp" and "zero_stage" in cfg.train.model_fields_set:
+        raise ConfigError("train.zero_stage: only applies to strategy deepspeed (strategy is ddp)")
+    return Preflight(kind=kind, tokenizer=tokenizer, snapshot=snapshot,
+                     decoder_start_token_id=getattr(mcfg, "decoder_start_token_id", None))
+
+
+def check_resources(cfg: TrainConfig) -> None:
+    """Refuse a worker group the cluster cannot place (it would wait forever)."""
+    import ray
+
+    t = cfg.train
+    res = ray.cluster_resources()
+    cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
+    if t.num_workers * t.cpus_per_worker > cpus:
+        raise ConfigError(f"train.num_workers: {t.num_workers} workers x {t.cpus_per_worker} CPUs "
+                          f"(train.cpus_per_worker) need more than the cluster's {cpus:g} CPUs")
+    if t.use_gpu and t.num_workers > gpus:
+        raise ConfigError(f"train.use_gpu: {t.num_workers} workers need {t.num_workers} GPUs; the cluster has {gpus:g}")
+
+
+def check_batch_fits(cfg: TrainConfig, samples: int) -> None:
+    t = cfg.train
+    if samples < t.global_batch():
+        raise ConfigError(
+            f"train.micro_batch_size: one optimiser step takes {t.global_batch()} samples "
+            f"({t.num_workers} workers x micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps}) "
+            f"but the data has {samples}; lower train.micro_batch_size or train.grad_accum_steps, "
+            f"or raise data.max_samples")
+
+
+def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    out = cfg.train.out
+    run_dir = run_dir_for(out)
+    has_run = (run_dir / "checkpoint_manager_snapshot.json").is_file()
+    if resume:
+        if not has_run:
+            raise ConfigError(f"--resume: {run_dir} holds no checkpoint to resume from")
+        return run_dir
+    if overwrite:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif out.exists():
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue its run")
+    elif has_run:
+        raise OutputExistsError(f"{run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
+                                "or --overwrite to start over")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train as configured; returns the manifest of the output directory."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from kgscale.ray_session import ensure_ray
+    from kgscale.samples.kalm import known_pair_keys
+    from kgscale.samples.pipeline import sample_table, tokenized_dataset, tokenizer_stage
+    from kgscale.train.loop import HF_DIR, train_loop_per_worker
+    from kgscale.train.metrics import METRICS
+
+    timer = Timer()
+    started = time.time()
+    with timer("preflight"):
+        pre = preflight(cfg)
+        ensure_ray(cfg.ray)
+        check_resources(cfg)
+        run_dir = prepare_run_dir(cfg, resume, overwrite)
+    obj = objective_class(cfg.objective.name)
+    rejects = SampleRejects(strict=cfg.data.strict)
+    with timer("samples"):
+        table = sample_table(cfg, pre.snapshot, rejects)
+        check_batch_fits(cfg, table.num_rows)
+    with timer("tokenize"):
+        stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id)
+        ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.map_tasks)
+    info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id}
+    if cfg.objective.name in ("kalm", "kalm_contrastive") and cfg.objective.mask_known_triples:
+        info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
+        info["num_answers"] = pre.snapshot.num_entities
+    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    t = cfg.train
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "info": info},
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})},
+                                     placement_strategy=t.placement_strategy),
+        run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir.parent.resolve()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
+                             failure_config=FailureConfig(max_failures=t.max_failures)),
+        datasets={"train": ds},
+    )
+    with timer("train"):
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as exc:
+            raise TrainError(f"training failed (checkpoints, if any, are in {run_dir}; fix the cause and "
+                             f"rerun with --resume): {_root_cause(exc)}") from None
+    if result.checkpoint is None:
+        raise TrainError(f"training ended without a checkpoint in {run_dir}")
+    with timer("write"), result.checkpoint.as_directory() as ckpt:
+        ckpt = Path(ckpt)
+        if not (ckpt / HF_DIR).is_dir():
+            raise TrainError(f"the last checkpoint {ckpt} has no exported model; the run did not reach its last step")
+        history = [json.loads(x) for x in (ckpt / METRICS).read_text().splitlines() if x.strip()]
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        with atomic_dir(t.out, overwrite=overwrite or resume) as tmp:
+            for item in (ckpt / HF_DIR).iterdir():
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+            shutil.copy2(ckpt / METRICS, tmp / METRICS)
+            shutil.copy2(run_dir / "train_config.yaml", tmp / "train_config.yaml")
+            rejects.write(tmp / "rejects.jsonl")
+            manifest = _manifest(tmp, cfg, pre, history, state, table.num_rows, truncated, rejects, run_dir,
+                                 result.checkpoint.path, resume, started, timer)
+    return manifest
+
+
+def _root_cause(exc: BaseException) -> str:
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        rank, err = sorted(failures.items())[0]
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        return f"rank {rank}: {lines[-1] if lines else err}"
+    return str(exc).strip().splitlines()[-1]
+
+
+def _manifest(tmp: Path, cfg: TrainConfig, pre: Preflight, history: list[dict], state: dict, samples: int,
+              truncated: int, rejects: SampleRejects, run_dir: Path, checkpoint: str, resume: bool, started: float,
+              timer: Timer) -> dict:
+    steps = [r for r in history if "step" in r and "loss" in r]
+    resumed = [r for r in history if r.get("event") in ("resumed", "restarted") and r.get("time", 0) >= started]
+    failures_recovered = max(0, len(resumed) - (1 if resume else 0))
+    t = cfg.train
+    return write_manifest(
+        tmp, "train",
+        objective=cfg.objective.name,
+        model={"source": cfg.model.model, "kind": pre.kind, "lora": cfg.model.lora.enabled},
+        strategy=t.strategy if t.strategy == "ddp" else f"deepspeed-zero{t.zero_stage}",
+        workers=t.num_workers,
+        steps=state["step"],
+        epochs=state["epoch"],
+        samples={"used": samples, "truncated": truncated, "rejected": rejects.summary()},
+        loss={"first": steps[0]["loss"] if steps else None, "last": steps[-1]["loss"] if steps else None},
+        final_metrics=steps[-1] if steps else {},
+        resumed_from_steps=[r["step"] for r in resumed],
+        failures_recovered=failures_recovered,
+        run_dir=str(run_dir),
+        checkpoint=str(checkpoint),
+        timings_s=timer.total(),
+        config=cfg.model_dump(mode="json"),
+    )
+
+
+def summary(manifest: dict, out: Path) -> str:
+    loss, s, fm = manifest["loss"], manifest["samples"], manifest["final_metrics"]
+    lora = "LoRA" if manifest["model"]["lora"] else "full fine-tuning"
+    text = (f"Trained {manifest['objective']} on {manifest['model']['source']} ({lora}) for {manifest['steps']} steps "
+            f"with {manifest['workers']} workers ({manifest['strategy']}): loss {loss['first']:.4f} -> {loss['last']:.4f}; "
+            f"{fm.get('tokens_per_s', 0):,.0f} tokens/s and {fm.get('samples_per_s', 0):,.1f} samples/s at the end; "
+            f"{s['used']:,} samples ({s['rejected']['total']:,} input rows rejected, {s['truncated']:,} truncated)")
+    if manifest["resumed_from_steps"]:
+        text += f"; resumed from step(s) {', '.join(map(str, manifest['resumed_from_steps']))}"
+    if manifest["failures_recovered"]:
+        text += f" after {manifest['failures_recovered']} worker failure(s)"
+    text += (f"; model written to {out}" + (f" (adapter in {out}/adapter)" if manifest["model"]["lora"] else "")
+             + f", checkpoints in {manifest['run_dir']}; {manifest['timings_s']['total']:.1f} s.")
+    return text

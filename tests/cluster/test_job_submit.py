@@ -1,0 +1,92 @@
+"""Issue 8: real clusters. A Ray head started with `ray start` on 127.0.0.1 and
+the quickstart submitted with `ray job submit`; and Ray's own multi-node test
+cluster with the training workers on different nodes.
+
+These tests start their own Ray processes, so they live outside tests/ray
+(whose session fixture holds a local Ray for the whole session)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """`ray start --head` on 127.0.0.1 with its own ports and temp dir; stopped afterwards."""
+    gcs, dash = _free_port(), _free_port()
+    temp = Path("/tmp") / f"kgs-ray-{os.getpid()}-{gcs}"  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+           "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"]
+    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
+    try:
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "temp": temp}
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_datasets):
+    run_dir = tmp_path / "run"
+    runtime_env = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
+    runtime_env["env_vars"]["KGSCALE_MIRROR"] = str(shared_datasets)
+    runtime_env["env_vars"]["KGSCALE_DATA_DIR"] = str(tmp_path / "cache")
+    env_file = tmp_path / "runtime_env.yaml"
+    env_file.write_text(yaml.safe_dump(runtime_env))
+    # the quickstart, scaled down to a few steps and a slice of each evaluation
+    overrides = [f"run.dir={run_dir}", "train.kalm.data.max_samples=64", "train.kalm.train.max_steps=2",
+                 "train.kalm.train.micro_batch_size=8", "train.kale.train.max_steps=2", "rationales.limit=16",
+                 "eval.kgc.limit=50", "eval.qa.limit=10", "ray.progress_bars=false"]
+    submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(ROOT),
+              "--runtime-env", str(env_file), "--no-wait", "--",
+              sys.executable, "-m", "kgscale.cli", "run", "jobs/quickstart.yaml", *overrides]
+    out = subprocess.run(submit, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    job_id = next(w for w in out.stdout.split() if w.startswith("raysubmit_"))
+    status = ""
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        r = subprocess.run([str(BIN / "ray"), "job", "status", "--address", ray_head["dashboard"], job_id],
+                           capture_output=True, text=True, timeout=60)
+        status = r.stdout
+        if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+            break
+        time.sleep(5)
+    logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", ray_head["dashboard"], job_id],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "SUCCEEDED" in status, logs[-4000:]
+    # every stage wrote its directory and manifest
+    for stage in ("snapshot", "questions", "paths", "rationales", "train/kalm", "train/kale", "eval/kgc", "eval/qa"):
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest.get("fingerprint"), stage
+    assert json.loads((run_dir / "snapshot" / "manifest.json").read_text())["counts"]["triples"]["train"] == 86835
+    assert (run_dir / "train" / "kalm" / "config.json").is_file()
+    assert (run_dir / "training_curves.png").stat().st_size > 1000
+    assert "kgscale run: 8 stages" in logs
+
+
+def test_submitting_to_an_address_with_no_cluster_says_so(tmp_path, shared_datasets):
+    port = _free_port()
+    r = subprocess.run([sys.executable, "-m", "kgscale.cli", "run", str(ROOT / "jobs" / "quickstart.yaml"),
+                        f"run.dir={tmp_path}", f"ray.address=127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "KGSCALE_MIRROR": str(shared_datasets)})
+    assert r.returncode == 2
+    assert f"no Ray cluster at 127.0.0.1:{port}" in r.stderr

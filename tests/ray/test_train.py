@@ -1,0 +1,97 @@
+"""Training end to end on the session's local Ray: 2 CPU workers, tiny models,
+a few steps each. Every run goes through the real driver (`kgscale train`
+or `run_train`), TorchTrainer, DeepSpeed / DDP, checkpoints and export."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from kgscale.cli import main
+from kgscale.config import build
+from kgscale.train.config import TrainConfig
+from kgscale.train.run import run_train
+from tests.training_fixtures import wn18rr_slice
+
+pytestmark = pytest.mark.ray
+
+
+def metrics(out) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def config(tmp_path, **sections) -> dict:
+    data = {"model": {"model": "tiny-llama"}, "ray": {"progress_bars": False},
+            "train": {"out": str(tmp_path / "out"), "num_workers": 2, "micro_batch_size": 4, "max_steps": 3,
+                      "checkpoint_every": 2, "lr": 1e-3, "warmup_steps": 2}}
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return data
+
+
+def test_kalm_cli_zero2_lora_worker_killed_recovers_then_resume(tmp_path, shared_datasets, capsys):
+    """KaLM through `kgscale train`: DeepSpeed ZeRO-2, LoRA, negatives gathered
+    from both workers; rank 1 is SIGKILLed after step 3 and the run recovers
+    from the step-2 checkpoint and ends at step 4; the output loads with
+    transformers and peft; --resume then continues the same run."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
+    cfg = config(tmp_path, objective={"name": "kalm", "gather_negatives": True},
+                 data={"snapshot": str(snap), "max_samples": 64, "max_length": 48},
+                 train={"strategy": "deepspeed", "zero_stage": 2, "max_steps": 4, "max_failures": 1,
+                        "fault_injection": {"rank": 1, "step": 3}})
+    path = tmp_path / "kalm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    out = tmp_path / "out"
+    printed = capsys.readouterr().out
+    assert "Trained kalm on tiny-llama (LoRA) for 4 steps with 2 workers (deepspeed-zero2)" in printed
+    assert "resumed from step(s) 2 after 1 worker failure(s)" in printed
+    assert (tmp_path / "out.ray" / ".fault_injected").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steps"] == 4 and manifest["samples"]["used"] == 64 and manifest["failures_recovered"] == 1
+    rows = metrics(out)
+    assert [r.get("step") for r in rows] == [1, 2, 2, 3, 4] and rows[2]["event"] == "resumed"
+    steps = [r for r in rows if "loss" in r]
+    for r in steps:
+        assert {"loss", "contrastive", "lm", "temperature", "lr", "tokens_per_s", "samples_per_s"} <= set(r)
+        assert r["candidates"] == 8  # 2 workers x micro-batch 4: negatives gathered from both
+    assert steps[0]["lr"] < steps[1]["lr"] > steps[3]["lr"]  # warmup, then cosine down
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = torch.tensor([tok("dog ; hypernym").input_ids])
+    base = AutoModelForCausalLM.from_pretrained(json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"])
+    adapted = PeftModel.from_pretrained(base, out / "adapter")
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4)
+    assert 0.01 < json.loads((out / "objective.json").read_text())["temperature"] < 1
+
+    # --resume continues the same run from its latest checkpoint (step 4)
+    assert main(["train", str(path), "--resume", "train.max_steps=5"]) == 0
+    rows = metrics(out)
+    assert [r.get("step") for r in rows] == [1, 2, 2, 3, 4, 4, 5] and rows[5]["event"] == "resumed"
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_steps"] == [4]
+    # without --resume the earlier run is not silently overwritten
+    assert main(["train", str(path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_kilm_zero3_on_bart_with_entity_tokens(tmp_path, shared_datasets):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
+    cfg = build(TrainConfig, config(tmp_path, objective={"name": "kilm"}, model={"model": "tiny-bart", "lora": {"enabled": False}},
+                                    data={"snapshot": str(snap), "max_samples": 32, "max_length": 96},
+                                    train={"strategy": "deepspeed", "zero_stage": 3, "max_steps": 2}))
+    manifest = run_train(cfg)
+    out = tmp_path / "out"
+    assert manifest["steps"] == 2 and manifest["strategy"] == "deepspeed-zero3"
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSeq2SeqLM.from_pretrained(out)  # ZeRO-3 shards gathered into one model
+    assert all(t in tok.get_vocab() for t in ("<ent>", "</ent>", "<ent_desc>", "</ent_desc>", "<sep>"))
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert "description" in metrics(out)[-1]

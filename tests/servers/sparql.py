@@ -1,0 +1,107 @@
+"""A real SPARQL 1.1 server for tests (``oxigraph serve-read-only`` from the
+PyPI ``oxigraph`` package) on 127.0.0.1, and a proxy in front of it that
+answers HTTP 500 to chosen queries, to test retries and failures."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def oxigraph_binary() -> str | None:
+    here = Path(sys.executable).parent / "oxigraph"
+    return str(here) if here.is_file() else shutil.which("oxigraph")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OxigraphServer:
+    """``oxigraph serve-read-only --location STORE`` until closed."""
+
+    def __init__(self, store: str | os.PathLike) -> None:
+        binary = oxigraph_binary()
+        if binary is None:
+            raise RuntimeError("the oxigraph server binary is missing: pip install the dev extra (oxigraph)")
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, "serve-read-only", "--location", str(store), "--bind", f"127.0.0.1:{self.port}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oxigraph exited: {self.proc.stderr.read().decode(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError("oxigraph did not start within 30 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/query"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class FailingProxy:
+    """Forwards SPARQL requests to ``upstream``; a request whose (url-encoded)
+    body contains ``trigger`` is answered with HTTP 500 the first ``times``
+    times (``times=None``: always)."""
+
+    def __init__(self, upstream: str, trigger: str, times: int | None) -> None:
+        self.upstream, self.trigger, self.times = upstream, trigger, times
+        self.failed = 0
+        self.requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy.requests += 1
+                if proxy.trigger in body.decode() and (proxy.times is None or proxy.failed < proxy.times):
+                    proxy.failed += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"scripted failure")
+                    return
+                req = urllib.request.Request(proxy.upstream, data=body, method="POST",
+                                             headers={k: v for k, v in self.headers.items() if k.lower() in ("accept", "content-type")})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    self.send_header("Content-Type", resp.headers.get("Content-Type", ""))
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/query"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,83 @@
+"""`kgscale run` configs: every job in jobs/ validates; stage skipping by fingerprint."""
+import json
+from pathlib import Path
+
+import pytest
+
+from kgscale.config import ConfigError, read_yaml
+from kgscale.pipeline.run import MissingStageError, Pipeline
+from kgscale.pipeline.stages import fingerprint, run_stage
+from tests.conftest import ROOT
+
+JOBS = sorted((ROOT / "jobs").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _mirror(shared_datasets, monkeypatch):
+    # jobs name QA sets as dataset:NAME, resolved through the registry's mirror
+    monkeypatch.setenv("KGSCALE_MIRROR", str(shared_datasets))
+
+
+def test_required_recipes_exist():
+    names = {p.stem for p in JOBS}
+    assert {"quickstart", "kalm_wn18rr", "kalm_fb15k237", "kale_csqa_wordnet", "kilm_wn18rr"} <= names
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.stem)
+def test_every_job_builds_all_its_stage_configs(path, tmp_path):
+    data = read_yaml(path)
+    data["run"]["dir"] = str(tmp_path / "run")
+    pipeline = Pipeline(data, source=str(path))
+    stages = [name for name, *_ in pipeline.plan]
+    assert stages[0] == "ingest"
+    assert any(s.startswith("train/") for s in stages)
+    # every stage writes under the run directory
+    assert all(str(out).startswith(str(tmp_path / "run")) for _, out, _, _ in pipeline.plan)
+
+
+def test_quickstart_chains_kalm_into_kale_and_evaluates_both():
+    data = read_yaml(ROOT / "jobs" / "quickstart.yaml")
+    p = Pipeline(data)
+    assert [n for n, *_ in p.plan] == ["ingest", "questions", "paths", "rationales", "train/kalm", "train/kale",
+                                      "eval/kgc", "eval/qa"]
+    # changing an upstream setting changes every downstream fingerprint, not the others
+    data2 = read_yaml(ROOT / "jobs" / "quickstart.yaml")
+    data2["train"]["kalm"]["train"]["max_steps"] = 7
+    q = Pipeline(data2)
+    changed = {n for n in p.fp if p.fp[n] != q.fp[n]}
+    assert changed == {"train/kalm", "train/kale", "eval/kgc", "eval/qa"}
+
+
+def test_errors_name_the_key_or_the_missing_stage(tmp_path):
+    base = {"run": {"dir": str(tmp_path)}, "ingest": {"source": "dataset:wn18rr"}}
+    with pytest.raises(ConfigError, match=r"ingest\.sorce: unknown key"):
+        Pipeline({**base, "ingest": {"sorce": "x"}})
+    with pytest.raises(ConfigError, match="trian: unknown section"):
+        Pipeline({**base, "trian": {}})
+    with pytest.raises(MissingStageError, match="paths: needs the output of the `questions` stage"):
+        Pipeline({**base, "paths": {"search": {}}})
+    with pytest.raises(MissingStageError, match=r"eval\.kgc\.model: @kalm names no training run"):
+        Pipeline({**base, "eval": {"kgc": {"model": "@kalm"}}})
+    with pytest.raises(ConfigError, match=r"train\.k\.train\.max_steps: .*greater than or equal to 1"):
+        Pipeline({**base, "train": {"k": {"objective": {"name": "kalm"}, "model": {"model": "tiny-llama"},
+                                          "train": {"max_steps": 0}}}})
+    with pytest.raises(ConfigError, match=r"run\.force: unknown stage"):
+        Pipeline({**base, "run": {"dir": str(tmp_path), "force": ["ingets"]}})
+
+
+def test_a_finished_stage_with_the_same_fingerprint_is_skipped(tmp_path):
+    out = tmp_path / "stage"
+    calls = []
+
+    def work():
+        calls.append(1)
+        out.mkdir(exist_ok=True)
+        (out / "manifest.json").write_text(json.dumps({"stage": "x"}))
+
+    fp = fingerprint("x", {"a": 1}, [])
+    assert not run_stage("x", out, fp, work).skipped
+    assert run_stage("x", out, fp, work).skipped
+    assert len(calls) == 1
+    assert not run_stage("x", out, fingerprint("x", {"a": 2}, []), work).skipped  # config changed
+    assert not run_stage("x", out, fingerprint("x", {"a": 2}, []), work, force=True).skipped
+    assert len(calls) == 3

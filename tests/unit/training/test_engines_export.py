@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from kgscale.models.training import ModelSettings, load_for_training, prepare_tokenizer
+from kgscale.objectives import TrainModule
+from kgscale.objectives.kalm import KALM_LORA_TARGETS, KaLM
+from kgscale.train.config import TrainSettings
+from kgscale.train.engines import deepspeed_config, lr_factor, param_groups
+from kgscale.train.export import save_hf_model
+
+
+def test_warmup_then_cosine():
+    f = [lr_factor(s, warmup=2, total=10, min_ratio=0.1) for s in range(11)]
+    assert f[0] == pytest.approx(0.5) and f[1] == pytest.approx(1.0)
+    assert f[2] == pytest.approx(1.0)  # cosine starts at its top
+    assert f[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f[10] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[1:], f[2:]))
+    assert lr_factor(0, 0, 5, 0.0) == pytest.approx(1.0)
+
+
+def test_weight_decay_only_on_matrices():
+    model = TrainModule(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3)), KaLM())
+    decay, no_decay = param_groups(model, 0.01)
+    assert [p.ndim for p in decay["params"]] == [2] and decay["weight_decay"] == 0.01
+    assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0  # bias, norm w+b, temperature
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_deepspeed_config(stage):
+    cfg = TrainSettings(zero_stage=stage, micro_batch_size=4, grad_accum_steps=3, grad_clip=0.5)
+    ds = deepspeed_config(cfg, "bf16")
+    assert ds["zero_optimization"]["stage"] == stage
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 3
+    assert ds["gradient_clipping"] == 0.5 and ds["bf16"]["enabled"] is True
+    assert deepspeed_config(cfg, "fp32")["bf16"]["enabled"] is False
+
+
+def test_lora_on_kalm_default_targets_and_gradient_checkpointing():
+    cfg = ModelSettings(model="tiny-llama", gradient_checkpointing=True)
+    model = load_for_training(cfg, default_targets=KALM_LORA_TARGETS)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names} == set(KALM_LORA_TARGETS)
+    assert model.get_base_model().is_activation_checkpointing
+    full = load_for_training(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}))
+    assert all(p.requires_grad for p in full.parameters())
+
+
+def test_exported_lora_model_loads_with_transformers_and_peft(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = ModelSettings(model="tiny-llama")
+    tok = prepare_tokenizer(cfg)
+    torch.manual_seed(0)
+    model = load_for_training(cfg, default_targets=KALM_LORA_TARGETS)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.2)  # a trained-looking adapter
+    module = TrainModule(model, KaLM(temperature=0.07))
+    out = save_hf_model(module.state_dict(), cfg, tok, tmp_path / "m", default_targets=KALM_LORA_TARGETS, kind="causal",
+                        objective_state=module.objective.summarize_state(module.objective.state_dict()))
+    ids = torch.tensor([tok("a dog barks").input_ids])
+    model.eval()
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out).eval()
+        assert torch.allclose(merged(input_ids=ids).logits, want, atol=1e-4)
+        base = AutoModelForCausalLM.from_pretrained(json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"])
+        adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
+        assert torch.allclose(adapted(input_ids=ids).logits, want, atol=1e-4)
+    assert AutoTokenizer.from_pretrained(out)("a dog barks").input_ids == ids[0].tolist()
+    assert json.loads((out / "objective.json").read_text())["temperature"] == pytest.approx(0.07, rel=1e-5)
