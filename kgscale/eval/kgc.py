@@ -56,6 +56,10 @@ class KGCConfig(StrictModel):
     filter_splits: tuple[Literal["train", "valid", "test"], ...] = ("train", "valid", "test")
     # evaluate only the first N triples of the split (smoke runs); None: all
     limit: int | None = None
+    # also report ranks with the query's own entity removed from the candidates
+    # (a text encoder that was never trained on the graph finds the query's own
+    # entity most similar to the query; the standard protocol keeps it)
+    also_excluding_query_entity: bool = True
     strict: bool = False
     overwrite: bool = False
 
@@ -95,6 +99,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         ent_texts = _entity_texts(snap)
         rel_texts = _relation_texts(snap)
         keys = snap.entities["key"].to_pylist()
+        rel_keys = snap.relations["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
         ent_texts = truncate_entity_texts(ent_texts, model, embed.max_entity_tokens)
     skipped = []
@@ -137,10 +142,15 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         filters = QueryFilters(start=start, stop=stop, answers=row_of[index.answers])
     with timer("rank"):
         device = None if rank.device == "auto" else rank.device
+        progress = bool(ray_cfg.progress_bars) if ray_cfg is not None else True
         ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device,
-                               progress=bool(ray_cfg.progress_bars) if ray_cfg is not None else True)
+                               progress=progress)
+        ranks_x = None
+        if cfg.also_excluding_query_entity:
+            ranks_x = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters.with_extra(row_of[q_entity]),
+                                     chunk_mb=rank.chunk_mb, device=device, progress=progress)
 
-    report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=snap.relations["key"].to_pylist())
+    report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=rel_keys)
     metrics = {
         "model": model.model_dump(),
         "model_kind": kind,
@@ -162,18 +172,23 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         **{k: report[k] for k in ("tail", "head", "both")},
         "per_relation": report["per_relation"],
     }
+    if ranks_x is not None:
+        rx = ranking_report(ranks_x, q_inv.astype(bool), q_rel)
+        metrics["excluding_query_entity"] = {k: rx[k] for k in ("tail", "head", "both")}
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         with timer("write"):
             pq.write_table(pa.table({
                 "split_row": pa.array(q_row, pa.int64()),
                 "head": pa.array(head[q_row], pa.int32()),
                 "relation": pa.array(q_rel, pa.int32()),
+                "relation_key": pa.array([rel_keys[x] for x in q_rel], pa.string()),
                 "tail": pa.array(tail[q_row], pa.int32()),
                 "head_key": pa.array([keys[x] for x in head[q_row]], pa.string()),
                 "tail_key": pa.array([keys[x] for x in tail[q_row]], pa.string()),
                 "direction": pa.array(np.where(q_inv == 1, "head", "tail"), pa.string()),
                 "target": pa.array(q_target, pa.int32()),
                 "rank": pa.array(ranks, pa.float64()),
+                **({"rank_excluding_query_entity": pa.array(ranks_x, pa.float64())} if ranks_x is not None else {}),
             }), tmp / "ranks.parquet")
             with open(tmp / "skipped.jsonl", "w", encoding="utf-8") as f:
                 for s in skipped:
@@ -202,6 +217,8 @@ def summary(result: dict, out: Path) -> str:
         f"({m['queries']:,} queries ranked over {m['candidates']:,} entities, filtered by "
         f"{' + '.join(m['filter_splits'])}; {skipped:,} triples skipped for entities without text). "
         f"Both directions: {format_metrics(m['both'])}; tail: MRR {m['tail']['mrr']:.4f}, head: MRR {m['head']['mrr']:.4f}. "
-        f"Embedding {t.get('embed', 0):.1f} s, ranking {t.get('rank', 0):.1f} s, total {t['total']:.1f} s; "
+        + (f"Without the query's own entity as a candidate: MRR {m['excluding_query_entity']['both']['mrr']:.4f}, "
+           f"Hits@1 {m['excluding_query_entity']['both']['hits@1']:.4f}. " if "excluding_query_entity" in m else "")
+        + f"Embedding {t.get('embed', 0):.1f} s, ranking {t.get('rank', 0):.1f} s, total {t['total']:.1f} s; "
         f"metrics.json and ranks.parquet in {out}."
     )

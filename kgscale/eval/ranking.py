@@ -62,6 +62,22 @@ class QueryFilters:
     def __len__(self) -> int:
         return len(self.start)
 
+    def with_extra(self, extra) -> "QueryFilters":
+        """These filters plus one more candidate a query (``extra[i]``; -1: none),
+        added only where it is not already filtered."""
+        extra = np.asarray(extra, dtype=np.int64).copy()
+        n = len(self)
+        rows, cols = self.pairs(0, n)
+        extra[np.unique(rows[cols == extra[rows]])] = -1
+        lengths = self.stop - self.start
+        stop = np.cumsum(lengths + 1)
+        start = stop - lengths - 1
+        answers = np.empty(int(stop[-1]) if n else 0, dtype=np.int64)
+        within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        answers[start[rows] + within] = cols
+        answers[stop - 1] = extra
+        return QueryFilters(start=start, stop=stop, answers=answers)
+
     def pairs(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(row within the chunk, candidate) for every filter entry of queries lo..hi."""
         start, stop = self.start[lo:hi], self.stop[lo:hi]

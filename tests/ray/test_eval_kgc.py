@@ -41,6 +41,7 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
     assert len(ranks) == 6 and metrics["queries"] == 6 and metrics["triples_skipped"]["total"] == 0
     assert sorted(ranks["direction"]) == ["head"] * 3 + ["tail"] * 3
     assert metrics["both"] == pytest.approx(rank_metrics(ranks["rank"]))
+    assert metrics["excluding_query_entity"]["both"] == pytest.approx(rank_metrics(ranks["rank_excluding_query_entity"]))
     assert metrics["tail"] == pytest.approx(rank_metrics(ranks[ranks.direction == "tail"]["rank"]))
     assert set(metrics["per_relation"]) == {"r0", "r1"} and metrics["per_relation"]["r1"]["both"]["count"] == 2
 
@@ -63,6 +64,7 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
                 {t for h, r, t in facts if r == row.relation and h == asked}
         assert row.target == (row.head if inverse else row.tail)
         assert row.rank == loop_ranks(q, cand, [row.target], [truth])[0]
+        assert row.rank_excluding_query_entity == loop_ranks(q, cand, [row.target], [truth | {asked}])[0]
     # the filter mattered: e0 -r0-> e3 has two other true tails (e1, e2)
     assert json.loads((out / "manifest.json").read_text())["counts"]["queries"] == 6
 

@@ -85,3 +85,15 @@ def test_entity_texts_are_cut_by_tokens_before_views_are_composed():
     assert cut[1] == "cat" and cut[0] == tok.decode(tok(texts[0], add_special_tokens=False)["input_ids"][:3])
     assert len(tok(cut[0], add_special_tokens=False)["input_ids"]) == 3
     assert truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), None) == texts
+
+
+def test_encoder_decoder_embeds_with_its_encoder_mean():
+    emb = Embedder({"model": "tiny-bart"})
+    assert (emb.kind, emb.pooling, emb.append_eos) == ("seq2seq", "mean", False)
+    tok = load_tokenizer(BackboneConfig(model="tiny-bart"))
+    model = load_model(BackboneConfig(model="tiny-bart"))
+    got = emb.embed(["a dog barks"])
+    ids = tok(["a dog barks"], return_tensors="pt")
+    with torch.no_grad():
+        h = model.get_encoder()(**ids).last_hidden_state[0].mean(0)
+    np.testing.assert_allclose(got[0], (h / h.norm()).numpy(), atol=1e-5)

@@ -109,3 +109,19 @@ def test_metrics_and_report():
     assert rep["tail"]["mr"] == 1.5 and rep["head"]["mr"] == 5.5 and rep["both"]["count"] == 4
     assert rep["per_relation"]["b"]["head"]["mr"] == 8
     assert rank_metrics([])["mrr"] is None
+
+
+def test_with_extra_adds_once_and_ranks_as_the_reference():
+    q, e, targets, lists = _problem(3)
+    extra = np.array([(i * 7) % 53 for i in range(len(targets))])
+    extra[0] = -1
+    extra[1] = lists[1][0] if lists[1] and lists[1][0] >= 0 else extra[1]  # already filtered: not added twice
+    f = QueryFilters.from_lists(lists).with_extra(extra)
+    rows, cols = f.pairs(0, len(targets))
+    for i in range(len(targets)):
+        mine = cols[rows == i].tolist()
+        want = lists[i] + ([int(extra[i])] if extra[i] >= 0 and extra[i] not in lists[i] else [])
+        assert sorted(x for x in mine if x >= 0) == sorted(x for x in want if x >= 0)
+    sets = [[x for x in lists[i] if x >= 0] + ([int(extra[i])] if extra[i] >= 0 else []) for i in range(len(targets))]
+    np.testing.assert_array_equal(filtered_ranks(q, e, targets, f, chunk_rows=5, device="cpu"),
+                                  loop_ranks(q, e, targets, sets))
