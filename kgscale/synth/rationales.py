@@ -94,6 +94,15 @@ def run_rationales(cfg: RationalesConfig, teacher: TeacherConfig, ray_cfg=None) 
     missing = [c for c in INPUT_COLUMNS + ("num_paths",) if c not in table.column_names]
     if missing:
         raise SynthInputError(f"{pfile}: missing column(s) {', '.join(missing)}")
+    if teacher.kind == "hf":
+        # a model that cannot be found is a configuration error, said here
+        # rather than as an actor crash
+        from kgscale.models.backbone import BackboneConfig, ModelLoadError, resolve
+
+        try:
+            resolve(BackboneConfig(model=teacher.model, kind="causal", seed=teacher.seed))
+        except ModelLoadError as exc:
+            raise SynthInputError(f"teacher.model: {exc}") from None
     rejects = QuestionRejects(strict=cfg.strict)
     no_path = table.filter(pc.equal(table["num_paths"], 0))
     for qid in no_path["question_id"].to_pylist():

@@ -72,7 +72,9 @@ def verbalise_rationale(question: str, answer: str, paths: list[dict]) -> str:
     for path in paths:
         facts = "; ".join(step_sentences(path))
         names = path["names"]
-        parts.append(f"{names[0]} leads to {names[-1]}: {facts}.")
+        part = f"{names[0]} leads to {names[-1]}: {facts}."
+        if part not in parts:  # distinct paths can read the same when entities share a name
+            parts.append(part)
     return " ".join(parts) + f" So the answer is {answer}."
 
 

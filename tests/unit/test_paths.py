@@ -83,7 +83,7 @@ def test_entity_sets_give_the_union_over_pairs():
     index = SearchIndex.build(graph)
     g = nx_graph(trip, graph.num_entities)
     S, T = [3, 9, 20], [4, 9, 31, 40]  # 9 is in both
-    pb = find_paths(graph, index, [np.array(S)], [np.array(T)], SearchConfig(max_hops=3, **EXACT))
+    pb = find_paths(graph, index, [np.array(S + [20, 3])], [np.array(T + [4])], SearchConfig(max_hops=3, **EXACT))
     mine = as_edge_paths(graph, index, pb, 0)
     assert len(mine) == len(set(mine))
     assert set(mine) == reference(g, S, T, 3)
