@@ -36,8 +36,14 @@ def ray_head(tmp_path):
     temp = Path("/tmp") / f"kgs-ray-{os.getpid()}-{gcs}"  # short: Ray's socket paths have a length limit
     # Ray's token authentication, as a real head would run it: every CLI call carries the token
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # every port of its own: other Ray instances on this machine (tests, other users) hold the defaults,
+    # and a dashboard agent that cannot bind its port leaves the head with no job agent
+    agent, agent_grpc, env_agent, metrics, client = (_free_port() for _ in range(5))
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+           f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+           f"--runtime-env-agent-port={env_agent}", f"--metrics-export-port={metrics}",
+           f"--ray-client-server-port={client}",
            "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"]
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
     try:
@@ -61,7 +67,11 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
               "--runtime-env", str(env_file), "--no-wait", "--",
               sys.executable, "-m", "kgscale.cli", "run", "jobs/quickstart.yaml", *overrides]
     env = ray_head["env"]
-    out = subprocess.run(submit, capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+    for _ in range(12):  # the head's job agent needs a little while after `ray start`
+        out = subprocess.run(submit, capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+        if "No available agent" not in out.stderr:
+            break
+        time.sleep(5)
     assert out.returncode == 0, out.stderr
     job_id = next(w for w in out.stdout.split() if w.startswith("raysubmit_"))
     status = ""
