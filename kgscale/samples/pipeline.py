@@ -81,7 +81,7 @@ def tokenized_dataset(table: pa.Table, stage, kwargs: dict, parallelism: int = 1
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)] or [table]
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(_run_stage, fn_kwargs={"stage": stage, "kwargs": kwargs}, batch_size=batch_size,
-                        batch_format="numpy", concurrency=parallelism)
+                        batch_format="numpy", compute=ray.data.TaskPoolStrategy(size=parallelism))
     ds = ds.materialize()
     # read the flags from the materialised blocks (no second Ray Data job)
     truncated = sum(int(pc.sum(ray.get(ref)["truncated"]).as_py() or 0) for ref in ds.to_arrow_refs())

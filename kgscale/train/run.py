@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -52,7 +52,6 @@ class Preflight:
     tokenizer: object
     snapshot: object = None
     decoder_start_token_id: int | None = None
-    info: dict = field(default_factory=dict)
 
 
 def preflight(cfg: TrainConfig) -> Preflight:

@@ -77,3 +77,25 @@ def test_exported_lora_model_loads_with_transformers_and_peft(tmp_path):
         assert torch.allclose(adapted(input_ids=ids).logits, want, atol=1e-4)
     assert AutoTokenizer.from_pretrained(out)("a dog barks").input_ids == ids[0].tolist()
     assert json.loads((out / "objective.json").read_text())["temperature"] == pytest.approx(0.07, rel=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from tests.unit.objectives.test_kalm import kalm_batch
+
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        # no LoRA dropout, train mode (checkpointing only runs in training):
+        # the two passes must compute the same function
+        cfg = ModelSettings(model="tiny-llama", gradient_checkpointing=ckpt, lora={"dropout": 0.0})
+        model = load_for_training(cfg, default_targets=KALM_LORA_TARGETS)
+        assert model.training and model.get_base_model().is_activation_checkpointing == ckpt
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(1))
+        obj = KaLM(lm_weight=1.0)
+        obj(model, kalm_batch()).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n
