@@ -56,6 +56,7 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
     facts = {(key[h], r, key[t]) for h, r, t in (line.split("\t") for line in (TRAIN + VALID + TEST).split("\n") if line)}
     rel_id = {r["key"]: r["id"] for r in snap.relations.to_pylist()}
     facts = {(h, rel_id[r], t) for h, r, t in facts}
+    exact = 0
     for row in ranks.itertuples():
         inverse = row.direction == "head"
         asked = row.tail if inverse else row.head
@@ -63,8 +64,19 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
         truth = {h for h, r, t in facts if r == row.relation and t == asked} if inverse else \
                 {t for h, r, t in facts if r == row.relation and h == asked}
         assert row.target == (row.head if inverse else row.tail)
-        assert row.rank == loop_ranks(q, cand, [row.target], [truth])[0]
-        assert row.rank_excluding_query_entity == loop_ranks(q, cand, [row.target], [truth | {asked}])[0]
+        for column, filtered in (("rank", truth), ("rank_excluding_query_entity", truth | {asked})):
+            got = getattr(row, column)
+            # the actor batches and pads differently, so scores may differ in the
+            # last bits: the rank must lie within the ties at a 1e-5 tolerance,
+            # and equal the reference exactly when no score is that close
+            s = (cand @ q[0]).astype(np.float64)
+            others = np.array([j for j in range(len(cand)) if j != row.target and j not in filtered], dtype=int)
+            gap = s[others] - s[row.target]
+            assert 1 + np.sum(gap > 1e-5) <= got <= 1 + np.sum(gap >= -1e-5), (column, row)
+            if np.all(np.abs(gap) > 1e-5):
+                assert got == loop_ranks(q, cand, [row.target], [filtered])[0]
+                exact += 1
+    assert exact >= 6  # most comparisons are not near-ties, so the check above is not vacuous
     # the filter mattered: e0 -r0-> e3 has two other true tails (e1, e2)
     assert json.loads((out / "manifest.json").read_text())["counts"]["queries"] == 6
 

@@ -51,7 +51,11 @@ def test_eval_qa_with_rationales_and_kgqa(tmp_path):
         ctx = build_prompt(q["question"], "Fish breathe in water." if row["condition"] == "with_rationale" else None)
         sums, counts = continuation_logprobs(model, tok, [ctx] * len(row["choices"]), [" " + c for c in row["choices"]])
         np.testing.assert_allclose(row["logprob"], sums, atol=1e-4)
-        assert row["predicted"] == int(np.argmax(sums / counts))
+        # a random model scores choices nearly alike: the prediction must be a
+        # best choice up to float noise from the actor's different batching
+        norm = sums / counts
+        assert norm[row["predicted"]] >= norm.max() - 1e-4
+        assert row["predicted"] == int(np.argmax(np.asarray(row["logprob"]) / np.asarray(row["ntokens"])))
     acc = np.mean([r["predicted"] == r["answer"] for r in pred if r["condition"] == "no_rationale"])
     assert mc["no_rationale"]["accuracy"] == acc
     gen = pq.read_table(out / "kgqa_predictions.parquet").to_pylist()
