@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -74,7 +75,7 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
             break
         time.sleep(5)
     assert out.returncode == 0, out.stderr
-    job_id = next(w for w in out.stdout.split() if w.startswith("raysubmit_"))
+    job_id = re.search(r"raysubmit_[A-Za-z0-9]+", out.stdout + out.stderr).group(0)  # the CLI colours its output
     status = ""
     deadline = time.time() + 1500
     while time.time() < deadline:
