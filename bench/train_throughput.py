@@ -90,6 +90,7 @@ def ray_run(args, tmp: Path, name: str, steps: int | None = None, **train) -> di
     rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if r.get("step") == 2 * steps][-1]
     return {"tokens_per_s": timed["tokens_per_s"], "peak_memory_mb": timed["peak_memory_mb"],
+            "memory_mb": timed["memory_mb"], "tensor_memory_mb": timed.get("tensor_memory_mb"),
             "loss": manifest["loss"], "s_per_step": timed["s_per_step"]}
 
 
@@ -102,11 +103,12 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps (and as many warmup steps)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the plain loop = CPUs of the Ray worker")
+    p.add_argument("--repeats", type=int, default=3, help="plain/Ray pairs (0: only the ZeRO memory part)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the plain loop = CPUs of the Ray worker")
     p.add_argument("--workers", type=int, default=2, help="workers for the ZeRO memory part (0 skips it)")
     p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
     p.add_argument("--memory-steps", type=int, default=1, help="timed (and warmup) steps a ZeRO stage runs")
+    p.add_argument("--stages", type=int, nargs="+", default=[0, 1, 2, 3], help="ZeRO stages of the memory part")
     args = p.parse_args()
 
     from kgscale.config import build
@@ -116,6 +118,13 @@ def main() -> None:
     from kgscale.train.config import TrainConfig
     from kgscale.train.run import preflight
 
+    import ray
+
+    # The plain loop keeps its CPUs busy in this process; on a small shared
+    # machine that can starve Ray's own processes long enough for the node to
+    # miss its health checks and be declared dead. Be patient with them.
+    ray.init(include_dashboard=False, _system_config={"health_check_period_ms": 5000,
+                                                      "health_check_failure_threshold": 20})
     ensure_ray(RayConfig(progress_bars=False))
     tmp = Path(tempfile.mkdtemp(prefix="kgscale-bench-"))
     cfg = build(TrainConfig, build_config(args, tmp / "plain"))
@@ -131,18 +140,22 @@ def main() -> None:
         ray_.append(ray_run(args, tmp, f"ray{i}", num_workers=1, cpus_per_worker=args.threads, zero_stage=0))
         print(f"repeat {i + 1}/{args.repeats}: plain {plain[-1]['tokens_per_s']:,.0f} tok/s, "
               f"Ray Train + DeepSpeed {ray_[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
-    plain_tps = statistics.median(r["tokens_per_s"] for r in plain)
-    ray_tps = statistics.median(r["tokens_per_s"] for r in ray_)
+    plain_tps = statistics.median(r["tokens_per_s"] for r in plain) if plain else float("nan")
+    ray_tps = statistics.median(r["tokens_per_s"] for r in ray_) if ray_ else float("nan")
     ratio = ray_tps / plain_tps
 
     zero = {}
     if args.workers:
         mem_args = argparse.Namespace(**{**vars(args), "full": not args.memory_lora})
-        for s in (0, 1, 2, 3):
+        for s in args.stages:
             r = ray_run(mem_args, tmp, f"zero{s}", args.memory_steps, num_workers=args.workers, cpus_per_worker=1,
-                        zero_stage=s)
-            zero[s] = {"peak_memory_mb_per_worker": round(r["peak_memory_mb"], 1), "tokens_per_s": round(r["tokens_per_s"], 1)}
-            print(f"ZeRO-{s}, {args.workers} workers: peak {r['peak_memory_mb']:,.0f} MB per worker, "
+                        zero_stage=s, measure_tensor_memory=True)
+            zero[s] = {"tensor_memory_mb_per_worker": round(r["tensor_memory_mb"], 1),
+                       "peak_memory_mb_per_worker": round(r["peak_memory_mb"], 1),
+                       "memory_after_steps_mb_per_worker": round(r["memory_mb"], 1),
+                       "tokens_per_s": round(r["tokens_per_s"], 1)}
+            print(f"ZeRO-{s}, {args.workers} workers: live tensors {r['tensor_memory_mb']:,.0f} MB, RSS peak "
+                  f"{r['peak_memory_mb']:,.0f} MB, RSS after the steps {r['memory_mb']:,.0f} MB per worker, "
                   f"{r['tokens_per_s']:,.0f} tok/s", flush=True)
 
     print()
@@ -153,7 +166,9 @@ def main() -> None:
           f"overhead {100 * (1 - ratio):+.1f}%)")
     for s, z in zero.items():
         print(f"  ZeRO-{s} x {args.workers} workers ({'LoRA' if args.memory_lora else 'full'}): "
-              f"{z['peak_memory_mb_per_worker']:8,.0f} MB peak per worker, {z['tokens_per_s']:8,.0f} tokens/s")
+              f"{z['tensor_memory_mb_per_worker']:8,.0f} MB live tensors, RSS {z['peak_memory_mb_per_worker']:8,.0f} MB "
+              f"peak / {z['memory_after_steps_mb_per_worker']:8,.0f} MB after the steps, per worker; "
+              f"{z['tokens_per_s']:8,.0f} tokens/s")
     print(json.dumps({"bench": "train_throughput", "model": args.model, "lora": not args.full,
                       "plain_tokens_per_s": round(plain_tps, 1), "ray_tokens_per_s": round(ray_tps, 1),
                       "ratio": round(ratio, 4), "overhead_pct": round(100 * (1 - ratio), 2),

@@ -173,6 +173,10 @@ def causal_parts(model):
 
 
 def trainable_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    # ZeRO-3 partitioned parameters keep their full size in ds_numel
+    def n(p):
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(n(p) for p in model.parameters() if p.requires_grad)
+    total = sum(n(p) for p in model.parameters())
     return trainable, total

@@ -108,6 +108,9 @@ class TrainSettings(StrictModel):
     # report metrics every N optimiser steps
     log_every: int = Field(1, ge=1)
     seed: int = 0
+    # also log the bytes of live tensors per worker (a walk over every object
+    # at each log step: for measuring what ZeRO stages keep, not for every run)
+    measure_tensor_memory: bool = False
     fault_injection: FaultInjection | None = None
 
     def global_batch(self) -> int:

@@ -49,12 +49,18 @@ def make_optimizer(module: nn.Module, cfg: TrainSettings):
 
 def deepspeed_config(cfg: TrainSettings, precision: str) -> dict:
     """The DeepSpeed config for a run (the optimizer is passed as an object)."""
-    zero: dict = {"stage": cfg.zero_stage}
+    # buckets of 5e7 elements (DeepSpeed's default is 5e8: 2 GB of fp32 per
+    # bucket, which on a CPU worker would dwarf the model states ZeRO saves)
+    zero: dict = {"stage": cfg.zero_stage, "reduce_bucket_size": int(5e7), "allgather_bucket_size": int(5e7)}
     if cfg.zero_stage >= 2:
         zero.update(overlap_comm=False, contiguous_gradients=True)
     if cfg.zero_stage == 3:
-        # gather whole small models at once instead of module by module
-        zero.update(stage3_param_persistence_threshold=1e4, stage3_gather_16bit_weights_on_model_save=False)
+        # keep few gathered parameters alive between uses (DeepSpeed's defaults,
+        # 1e9 elements, would keep a whole small model gathered on every worker,
+        # which is ZeRO-0's memory plus the partitions)
+        zero.update(stage3_param_persistence_threshold=int(1e4), stage3_max_live_parameters=int(1e7),
+                    stage3_max_reuse_distance=int(1e7), stage3_prefetch_bucket_size=int(1e7),
+                    stage3_gather_16bit_weights_on_model_save=False)
     return {
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
         "gradient_accumulation_steps": cfg.grad_accum_steps,

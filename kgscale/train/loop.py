@@ -59,7 +59,7 @@ def train_loop_per_worker(config: dict) -> None:
     from kgscale.train.config import TrainConfig
     from kgscale.train.engines import deepspeed_config, make_engine
     from kgscale.train.export import save_hf_model, split_state
-    from kgscale.train.metrics import METRICS, MetricsLog, Window, peak_memory_mb, progress_line
+    from kgscale.train.metrics import METRICS, MetricsLog, Window, progress_line
 
     started = time.perf_counter()
     cfg = TrainConfig.model_validate(config["cfg"])
@@ -160,7 +160,7 @@ def train_loop_per_worker(config: dict) -> None:
             final = state.step >= t.max_steps
             if state.step % t.log_every == 0 or final or state.step % t.checkpoint_every == 0:
                 steps_in_window = max(1, window.micro // t.grad_accum_steps)
-                row = {"step": state.step, "epoch": state.epoch, **window.reduce(device, peak_memory_mb(device)),
+                row = {"step": state.step, "epoch": state.epoch, **window.reduce(device, t.measure_tensor_memory),
                        "lr": lr, "s_per_step": (time.perf_counter() - step_timer) / steps_in_window,
                        "time": time.time()}
                 if rank == 0:

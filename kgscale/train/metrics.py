@@ -19,6 +19,39 @@ import torch
 METRICS = "metrics.jsonl"
 
 
+def memory_mb(device: torch.device) -> float:
+    """Memory in use now: allocated by torch on a GPU; the resident set of the
+    worker process on CPU. Unlike the peak it shows what a ZeRO stage keeps
+    between steps, not transient copies (loading, DeepSpeed's setup)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def live_tensor_mb() -> float:
+    """Bytes of every tensor storage alive in this process (parameters,
+    gradients, optimiser states, DeepSpeed's flat buffers and partitions),
+    each storage counted once. On CPU this is what ZeRO partitions; the RSS
+    also holds the allocator's freed-but-kept pages and every library."""
+    import gc
+    import warnings
+
+    storages: dict[int, int] = {}
+    with warnings.catch_warnings():  # isinstance on deprecated torch aliases warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, torch.Tensor) and obj.device.type != "meta":
+                    st = obj.untyped_storage()
+                    storages[st.data_ptr()] = max(storages.get(st.data_ptr(), 0), st.nbytes())
+            except Exception:  # tensors without storage (sparse, functional wrappers)
+                continue
+    return sum(storages.values()) / 2**20
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated by torch on a GPU; peak resident set size of
     the worker process on CPU (what ZeRO partitioning saves shows up there)."""
@@ -47,15 +80,19 @@ class Window:
         self.tokens += tokens
         self.samples += samples
 
-    def reduce(self, device: torch.device, memory_mb: float) -> dict[str, float]:
-        """Across workers: metric means, token and sample sums, max time and memory."""
+    def reduce(self, device: torch.device, tensor_memory: bool = False) -> dict[str, float]:
+        """Across workers: metric means, token and sample sums, max time and
+        memory (with ``tensor_memory``, also the live tensor bytes: a slower
+        walk over every object, for measuring ZeRO stages)."""
         import torch.distributed as dist
 
         keys = sorted(self.sums)
         elapsed = time.perf_counter() - self.start
         sums = torch.tensor([self.sums[k] for k in keys] + [self.micro, self.tokens, self.samples],
                             dtype=torch.float64, device=device)
-        maxes = torch.tensor([elapsed, memory_mb], dtype=torch.float64, device=device)
+        tensors = live_tensor_mb() if tensor_memory else 0.0
+        maxes = torch.tensor([elapsed, peak_memory_mb(device), memory_mb(device), tensors], dtype=torch.float64,
+                             device=device)
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(sums, op=dist.ReduceOp.SUM)
             dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
@@ -63,7 +100,9 @@ class Window:
         micro, tokens, samples = sums[-3:]
         out = {k: s / max(micro, 1) for k, s in zip(keys, sums)}
         out.update(tokens_per_s=tokens / max(maxes[0], 1e-9), samples_per_s=samples / max(maxes[0], 1e-9),
-                   window_s=maxes[0], peak_memory_mb=maxes[1])
+                   window_s=maxes[0], peak_memory_mb=maxes[1], memory_mb=maxes[2])
+        if tensor_memory:
+            out["tensor_memory_mb"] = maxes[3]
         return out
 
 

@@ -99,3 +99,12 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n
+
+
+def test_live_tensor_memory_counts_each_storage_once():
+    from kgscale.train.metrics import live_tensor_mb
+
+    before = live_tensor_mb()
+    big = torch.zeros(2**20, dtype=torch.float32)  # 4 MiB
+    views = [big[1:], big.view(1024, 1024)]  # noqa: F841 - share the storage
+    assert 3.9 < live_tensor_mb() - before < 4.1
