@@ -87,8 +87,9 @@ def _gemm_seconds(dim: int, cols: int, rows: int = 4096) -> tuple[float, float]:
 def worker(args) -> None:
     """One (dataset, dim, implementation) in this process: prints one JSON line.
 
-    The machine is shared, so its speed drifts: every timed call is paired
-    with a GEMM measured just before it, and the fraction of matmul
+    The first call measures peak memory (nothing else allocated yet). The
+    machine is shared, so its speed drifts: every timed call after it is
+    paired with a GEMM measured just before it, and the fraction of matmul
     throughput is the median over the pairs."""
     from kgscale.eval.ranking import filtered_ranks
     from kgscale.eval.reference import dense_ranks
@@ -99,7 +100,10 @@ def worker(args) -> None:
     base = _rss_mib()
     fn = {"kgscale": lambda: filtered_ranks(q, e, targets, filters, chunk_mb=args.chunk_mb, device="cpu"),
           "dense": lambda: dense_ranks(q, e, targets, filters)}[args.impl]
-    times, gemm_gflops, fractions, cpu_fractions, ranks = [], [], [], [], None
+    # the first call alone: its peak memory, before any GEMM buffer exists
+    ranks = fn()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times, gemm_gflops, fractions, cpu_fractions = [], [], [], []
     gemm_flops = 2 * 4096 * num * args.dim
     for _ in range(args.repeats):
         g_wall, g_cpu = _gemm_seconds(args.dim, num)
@@ -109,7 +113,6 @@ def worker(args) -> None:
         fractions.append((flops / t) / (gemm_flops / g_wall))
         # per CPU-second: robust when other processes take the cores for a while
         cpu_fractions.append((flops / c) / (gemm_flops / g_cpu))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     np.save(args.ranks_out, ranks)
     print(json.dumps({"seconds": statistics.median(times), "all_seconds": times, "peak_rss_mib": peak,
                       "inputs_rss_mib": base, "queries": n, "entities": num,
