@@ -22,6 +22,18 @@ import yaml
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _job_state(status_output: str) -> str | None:
+    """The terminal state `ray job status` reports, or None while the job runs. The CLI prints
+    "Job 'ID' succeeded" / "failed" / "was stopped" (lower case, coloured) for the ends, and
+    "Status for job 'ID': RUNNING" otherwise."""
+    text = ANSI.sub("", status_output)
+    for state, phrase in (("SUCCEEDED", "' succeeded"), ("FAILED", "' failed"), ("STOPPED", "' was stopped")):
+        if phrase in text:
+            return state
+    return None
 
 
 def _free_port() -> int:
@@ -76,19 +88,19 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
         time.sleep(5)
     assert out.returncode == 0, out.stderr
     job_id = re.search(r"raysubmit_[A-Za-z0-9]+", out.stdout + out.stderr).group(0)  # the CLI colours its output
-    status = ""
+    state = None
     deadline = time.time() + 1500
     while time.time() < deadline:
         r = subprocess.run([str(BIN / "ray"), "job", "status", "--address", ray_head["dashboard"], job_id],
                            capture_output=True, text=True, timeout=60, env=env)
-        status = r.stdout + r.stderr
-        if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+        state = _job_state(r.stdout + r.stderr)
+        if state:
             break
         time.sleep(5)
     logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", ray_head["dashboard"], job_id],
                           capture_output=True, text=True, timeout=60, env=env)
     logs = logs.stdout + logs.stderr
-    assert "SUCCEEDED" in status, logs[-4000:]
+    assert state == "SUCCEEDED", f"job state {state}:\n{logs[-4000:]}"
     # every stage wrote its directory and manifest
     for stage in ("snapshot", "questions", "paths", "rationales", "train/kalm", "train/kale", "eval/kgc", "eval/qa"):
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
