@@ -34,7 +34,7 @@ from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.kg.text import entity_text, query_text
-from kgscale.models.backbone import BackboneConfig
+from kgscale.models.backbone import BackboneConfig, with_absolute_path
 from kgscale.output import Timer, atomic_dir, write_manifest
 
 TIE_RULE = ("expected rank: 1 + #(unfiltered candidates scoring above the true answer) "
@@ -79,6 +79,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     from kgscale.models.inference import check_loadable
     from kgscale.output import OutputExistsError
     from kgscale.ray_session import ensure_ray
+    model = with_absolute_path(model)  # the inference actors run in their own working directory
 
     timer = Timer()
     if cfg.out.exists() and not cfg.overwrite:

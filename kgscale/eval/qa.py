@@ -29,7 +29,7 @@ from kgscale.eval.errors import EvalInputError
 from kgscale.eval.kgqa import Generator, questions_from_snapshot, read_questions, score
 from kgscale.eval.pool import PoolConfig, map_batches_args, threads
 from kgscale.kg.rejects import RejectLog
-from kgscale.models.backbone import BackboneConfig
+from kgscale.models.backbone import BackboneConfig, with_absolute_path
 from kgscale.output import Timer, atomic_dir, write_manifest
 
 RATIONALES = "rationales.parquet"
@@ -140,6 +140,7 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
     from kgscale.models.inference import check_loadable
     from kgscale.output import OutputExistsError
     from kgscale.ray_session import ensure_ray
+    model = with_absolute_path(model)  # the inference actors run in their own working directory
 
     timer = Timer()
     if cfg.out.exists() and not cfg.overwrite:

@@ -17,24 +17,19 @@ class RejectedInputError(ValueError):
     """Raised in strict mode for the first rejected row; names where and why."""
 
 
-class RejectLog:
+class RowLog:
+    """Rows some stage could not use: each kept as a dict, counted by the
+    reason's class (the text before its first colon). The subclasses say
+    what locates a row: a byte offset in a file, a row in a table, a question."""
+
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict
         self.rows: list[dict] = []
         self.by_reason: collections.Counter[str] = collections.Counter()
 
-    def add(self, file: str, offset: int, reason: str, raw: str = "") -> None:
-        row = {"file": file, "offset": int(offset), "line": None, "reason": reason, "raw": raw}
-        if self.strict:
-            _resolve_lines([row])
-            where = f"{file}:{row['line']}" if row["line"] else f"{file} @ {offset}"
-            raise RejectedInputError(f"{where}: {reason}")
+    def _record(self, row: dict) -> None:
         self.rows.append(row)
-        self.by_reason[_reason_class(reason)] += 1
-
-    def add_table(self, table: pa.Table) -> None:
-        for row in table.select(["file", "offset", "reason", "raw"]).to_pylist():
-            self.add(row["file"], row["offset"], row["reason"], row["raw"] or "")
+        self.by_reason[_reason_class(row["reason"])] += 1
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -43,12 +38,32 @@ class RejectLog:
         return {"total": len(self.rows), "by_reason": dict(sorted(self.by_reason.items()))}
 
     def write(self, path: str | Path) -> None:
-        """Write every rejected row as JSON lines, with its line number resolved."""
-        _resolve_lines(self.rows)
-        self.rows.sort(key=lambda r: (r["file"], r["offset"]))
+        """Every row as a JSON line."""
         with open(path, "w", encoding="utf-8") as f:
             for row in self.rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+class RejectLog(RowLog):
+    """Rejected input rows located by file and byte offset."""
+
+    def add(self, file: str, offset: int, reason: str, raw: str = "") -> None:
+        row = {"file": file, "offset": int(offset), "line": None, "reason": reason, "raw": raw}
+        if self.strict:
+            _resolve_lines([row])
+            where = f"{file}:{row['line']}" if row["line"] else f"{file} @ {offset}"
+            raise RejectedInputError(f"{where}: {reason}")
+        self._record(row)
+
+    def add_table(self, table: pa.Table) -> None:
+        for row in table.select(["file", "offset", "reason", "raw"]).to_pylist():
+            self.add(row["file"], row["offset"], row["reason"], row["raw"] or "")
+
+    def write(self, path: str | Path) -> None:
+        """Every rejected row, with its line number resolved, in file order."""
+        _resolve_lines(self.rows)
+        self.rows.sort(key=lambda r: (r["file"], r["offset"]))
+        super().write(path)
 
 
 def _reason_class(reason: str) -> str:

@@ -58,6 +58,16 @@ class BackboneConfig(StrictModel):
     seed: int = 0
 
 
+def with_absolute_path(cfg: BackboneConfig) -> BackboneConfig:
+    """``cfg`` with a relative local model path made absolute. Ray workers
+    (training, inference actors) run in their own working directory, so a
+    path relative to the driver's would name nothing there."""
+    path = Path(cfg.model).expanduser()
+    if path.is_absolute() or not path.exists():
+        return cfg
+    return cfg.model_copy(update={"model": str(path.resolve())})
+
+
 def model_cache_dir() -> Path:
     return Path(os.environ.get("KGSCALE_MODEL_DIR") or Path.home() / ".cache" / "kgscale" / "models")
 

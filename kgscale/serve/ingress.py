@@ -111,7 +111,8 @@ def _sse(obj) -> str:
 class Api:
     def __init__(self, cfg: dict, model, token_digest: str | None) -> None:
         from kgscale.serve.catalog import KGCatalog
-        from kgscale.serve.loading import describe, tokenizer_for
+        from kgscale.models.inference import load_inference_tokenizer
+        from kgscale.serve.loading import describe
         from kgscale.serve.prepare import RequestPreparer
 
         self.cfg = ServeConfig.model_validate(cfg)
@@ -124,7 +125,7 @@ class Api:
 
             catalog = KGCatalog(Snapshot(self.cfg.kg.snapshot), tuple(self.cfg.kg.filter_splits))
         self.catalog = catalog
-        self.prep = RequestPreparer(self.cfg, tokenizer_for(self.cfg.model), describe(self.cfg.model), catalog)
+        self.prep = RequestPreparer(self.cfg, load_inference_tokenizer(self.cfg.model), describe(self.cfg.model), catalog)
         self.index_size = len(catalog.candidates) if catalog is not None else 0
         self.created = _now()
 

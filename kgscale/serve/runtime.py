@@ -118,7 +118,8 @@ class ModelRuntime:
 
     def __init__(self, model: BackboneConfig, *, pooling: str = "auto", device: str = "auto", dtype: str = "auto",
                  torch_threads: int | None = None, micro_batch: int = 64) -> None:
-        from kgscale.serve.loading import describe, load_for_serving
+        from kgscale.models.inference import load_for_inference
+        from kgscale.serve.loading import describe
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
@@ -129,7 +130,7 @@ class ModelRuntime:
             torch_dtype = getattr(torch, dtype)
         self.info = describe(model)
         self.kind = self.info.kind
-        self.tokenizer, self.model = load_for_serving(model, dtype=torch_dtype)
+        self.tokenizer, self.model, _ = load_for_inference(model, dtype=torch_dtype)
         self.model.to(self.device).eval()
         # hidden states only: a causal LM's vocabulary projection at every
         # position would cost more than the rest of an embedding pass

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from kgscale.config import ConfigError
-from kgscale.models.backbone import ModelLoadError, resolve
+from kgscale.models.backbone import ModelLoadError, resolve, with_absolute_path
 from kgscale.objectives import objective_class
 from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
 from kgscale.samples.rejects import SampleRejects
@@ -155,6 +155,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
 
     timer = Timer()
     started = time.time()
+    cfg = cfg.model_copy(update={"model": with_absolute_path(cfg.model)})
     with timer("preflight"):
         pre = preflight(cfg)
         ensure_ray(cfg.ray)

@@ -80,7 +80,7 @@ def test_kalm_cli_zero2_lora_worker_killed_recovers_then_resume(tmp_path, shared
     assert "--resume" in capsys.readouterr().err
 
 
-def test_kilm_zero3_on_bart_with_entity_tokens(tmp_path, shared_datasets):
+def test_kilm_zero3_on_bart_with_entity_tokens(tmp_path, shared_datasets, monkeypatch):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
@@ -95,3 +95,13 @@ def test_kilm_zero3_on_bart_with_entity_tokens(tmp_path, shared_datasets):
     assert all(t in tok.get_vocab() for t in ("<ent>", "</ent>", "<ent_desc>", "</ent_desc>", "<sep>"))
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
     assert "description" in metrics(out)[-1]
+
+    # training on from that output, named relative to the driver's working
+    # directory (as `kgscale run` names "@NAME"): Ray Train workers run in
+    # their own directory, so the driver must hand them an absolute path
+    monkeypatch.chdir(tmp_path)
+    again = build(TrainConfig, config(tmp_path, objective={"name": "kilm"}, model={"model": "out", "lora": {"enabled": False}},
+                                      data={"snapshot": str(snap), "max_samples": 32, "max_length": 96},
+                                      train={"out": "again", "strategy": "ddp", "max_steps": 1}))
+    assert run_train(again)["steps"] == 1
+    assert (tmp_path / "again" / "config.json").is_file()

@@ -204,11 +204,12 @@ def test_config():
 
 
 def test_encoder_refuses_generation(snapshot):
-    from kgscale.serve.loading import describe, tokenizer_for
+    from kgscale.models.inference import load_inference_tokenizer
+    from kgscale.serve.loading import describe
 
     model = BackboneConfig(model="tiny-bert")
     cfg = ServeConfig.model_validate({"model": "tiny-bert"})
-    prep = RequestPreparer(cfg, tokenizer_for(model), describe(model))
+    prep = RequestPreparer(cfg, load_inference_tokenizer(model), describe(model))
     err = refused(prep.completion, parse(CompletionRequest, b'{"model": "tiny-bert", "prompt": "hi"}'))
     assert "cannot generate" in err.message
     assert refused(prep.kg, parse(KGCompleteRequest, b'{"head": "dog", "relation": "r"}'), 0).status == 404
