@@ -48,6 +48,11 @@ def test_fast_path_and_slow_path_agree_with_pyoxigraph():
     assert len(got) == len(GOOD)
 
 
+def test_a_block_of_only_comments_and_blank_lines_is_empty_not_an_error():
+    table, rejects = parse_block(b"# a comment\n\n   \n# another\n", 0, False)
+    assert table.num_rows == 0 and rejects == []
+
+
 def test_nquads_graph_terms():
     lines = [line.rstrip(" .").rstrip() + " <http://ex.org/g1> ." for line in GOOD[:7]] + GOOD[:2] + [
         '<http://ex.org/a> <http://ex.org/p> "x y"@en _:g2 .']

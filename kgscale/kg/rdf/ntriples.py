@@ -42,6 +42,15 @@ BLANK_LINE = r"^[ \t]*(?:#.*)?$"
 # construction, so the distinct IRIs of a block that match need no check
 _PCHARS = r"[A-Za-z0-9._~!$&'()*+,;=:@/\-]"
 SIMPLE_IRI = rf"^https?://[A-Za-z0-9.\-]+(?::[0-9]+)?(?:/{_PCHARS}*)?(?:\?(?:{_PCHARS}|\?)*)?(?:#(?:{_PCHARS}|\?)*)?$"
+# the fast shape again with every IRI (subject, predicate, node object,
+# datatype, graph) in the SIMPLE_IRI form: such lines need no IRI check at all
+_SIMPLE_IRI_TERM = "<" + SIMPLE_IRI[1:-1] + ">"
+_SIMPLE_NODE = f"(?:{_SIMPLE_IRI_TERM}|{BNODE})"
+_SIMPLE_LITERAL = r'"[^"\\\r\n]*"(?:@[A-Za-z]+(?:-[A-Za-z0-9]+)*|\^\^' + _SIMPLE_IRI_TERM + r")?"
+STRICT_LINE = {
+    False: f"^{_SIMPLE_NODE} {_SIMPLE_IRI_TERM} (?:{_SIMPLE_NODE}|{_SIMPLE_LITERAL}) \\.$",
+    True: f"^{_SIMPLE_NODE} {_SIMPLE_IRI_TERM} (?:{_SIMPLE_NODE}|{_SIMPLE_LITERAL})(?: {_SIMPLE_NODE})? \\.$",
+}
 _POSITION = re.compile(r"^Parser error (?:at|between) line \d+ (?:column (\d+)|between columns (\d+) and \d+)(?: and line \d+ column \d+)?: ")
 
 # reject = (offset in the file, reason, the line as text)
@@ -68,21 +77,36 @@ def parse_block(data: bytes, base: int, quads: bool) -> tuple[pa.Table, list[Rej
             rejects.append((int(offsets[i]), f"not valid UTF-8: byte {start}", raw.decode("utf-8", "replace")))
     if b"\r" in data:
         text = pc.utf8_rtrim(text, characters="\r")
-    fast = pc.match_substring_regex(text, FAST_LINE[quads])
-    blank = pc.match_substring_regex(text, BLANK_LINE)
-    slow = pc.invert(pc.or_(fast, blank))
-    fast_table, invalid = _fast_terms(text.filter(fast), offsets[fast.to_numpy(zero_copy_only=False)])
-    slow_lines = text.filter(slow).to_pylist()
-    slow_offsets = offsets[slow.to_numpy(zero_copy_only=False)].tolist()
-    if invalid is not None:  # fast-path lines whose IRI or language tag pyoxigraph refuses
-        slow_lines += invalid[0]
-        slow_offsets += invalid[1]
-    tables = [fast_table]
+    # one regex pass finds the lines whose IRIs are valid by construction
+    # (nearly all in real dumps); only the rest are tried against the looser
+    # fast shape, whose IRIs pyoxigraph then checks, and the blank-line
+    # pattern. Each line lands in exactly one of strict, checked, blank, slow.
+    strict = pc.match_substring_regex(text, STRICT_LINE[quads]).to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~strict)
+    checked = np.zeros(n, bool)
+    slow = np.zeros(n, bool)
+    if len(rest):
+        rest_text = text.take(pa.array(rest))
+        loose = pc.match_substring_regex(rest_text, FAST_LINE[quads]).to_numpy(zero_copy_only=False)
+        blank = pc.match_substring_regex(rest_text, BLANK_LINE).to_numpy(zero_copy_only=False)
+        checked[rest[loose]] = True
+        slow[rest[~loose & ~blank]] = True
+    slow_lines = text.filter(pa.array(slow)).to_pylist()
+    slow_offsets = offsets[slow].tolist()
+    tables = []
+    for lines_mask, validate in ((strict, False), (checked, True)):
+        if not lines_mask.any():
+            continue
+        table, invalid = _fast_terms(text.filter(pa.array(lines_mask)), offsets[lines_mask], validate)
+        tables.append(table)
+        if invalid is not None:  # fast-path lines whose IRI or language tag pyoxigraph refuses
+            slow_lines += invalid[0]
+            slow_offsets += invalid[1]
     if slow_lines:
         slow_table, slow_rejects = parse_lines(slow_lines, slow_offsets, quads)
         tables.append(slow_table)
         rejects += slow_rejects
-    return pa.concat_tables(tables), sorted(rejects)
+    return (pa.concat_tables(tables) if tables else QUADS_SCHEMA.empty_table()), sorted(rejects)
 
 
 def _lines(data: bytes, base: int) -> tuple[pa.Array, np.ndarray]:
@@ -139,9 +163,11 @@ def _graph(tail: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(g, ""), pa.scalar(None, tail.type), _node(g))
 
 
-def _fast_terms(lines: pa.Array, offsets: np.ndarray):
+def _fast_terms(lines: pa.Array, offsets: np.ndarray, validate: bool):
     """Cut fast-path lines into terms; return the table and the lines whose
-    IRIs or language tags do not validate (for the slow path), or None."""
+    IRIs or language tags do not validate (for the slow path), or None.
+    ``validate=False``: every IRI is known valid (a strict line); language
+    tags are still checked."""
     if len(lines) == 0:
         return QUADS_SCHEMA.empty_table(), None
     s, p, rest = _split(lines, " ", 3)
@@ -180,7 +206,7 @@ def _fast_terms(lines: pa.Array, offsets: np.ndarray):
     table = pa.concat_tables(
         [pa.Table.from_arrays([cols[f.name].cast(f.type) for f in QUADS_SCHEMA], schema=QUADS_SCHEMA) for cols in (nodes, lits)]
     )
-    return _split_invalid(table, lines, offsets)
+    return _split_invalid(table, lines, offsets, validate)
 
 
 def _iri_columns(table: pa.Table) -> list[pa.Array]:
@@ -194,11 +220,12 @@ def _iri_columns(table: pa.Table) -> list[pa.Array]:
     return cols
 
 
-def _split_invalid(table: pa.Table, lines: pa.Array, offsets: np.ndarray):
-    """Check each distinct IRI and language tag once with pyoxigraph; rows
-    holding an invalid one go back to the slow path for its message."""
+def _split_invalid(table: pa.Table, lines: pa.Array, offsets: np.ndarray, validate: bool = True):
+    """Check each distinct IRI (when ``validate``) and language tag once with
+    pyoxigraph; rows holding an invalid one go back to the slow path for its
+    message."""
     bad_rows = None
-    candidates = [("p", None), ("datatype", None)] + _iri_columns(table)
+    candidates = [("p", None), ("datatype", None)] + _iri_columns(table) if validate else []
     for name, mask in candidates:
         col = table[name].combine_chunks()
         values = pc.unique((col if mask is None else col.filter(mask)).drop_null())
@@ -207,7 +234,8 @@ def _split_invalid(table: pa.Table, lines: pa.Array, offsets: np.ndarray):
         if invalid:
             hit = pc.fill_null(pc.is_in(col, pa.array(invalid, pa.string())), False)
             bad_rows = hit if bad_rows is None else pc.or_(bad_rows, hit)
-    langs = [v for v in pc.unique(table["lang"].drop_null()).to_pylist() if not _valid_lang(v)]
+    lang = table["lang"]
+    langs = [v for v in pc.unique(lang.drop_null()).to_pylist() if not _valid_lang(v)] if lang.null_count < len(lang) else []
     if langs:
         hit = pc.fill_null(pc.is_in(table["lang"], pa.array(langs, pa.string())), False)
         bad_rows = hit if bad_rows is None else pc.or_(bad_rows, hit)
