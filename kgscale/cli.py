@@ -27,10 +27,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.registry import DatasetError
     from kgscale.kg.rejects import RejectedInputError
     from kgscale.kg.snapshot import SnapshotError
-    from kgscale.models.backbone import ModelLoadError
     from kgscale.kg.sources import SourceError
     from kgscale.models.backbone import ModelLoadError
     from kgscale.output import OutputExistsError
+    from kgscale.pipeline.storage import StorageError
     from kgscale.ray_session import NoClusterError
     from kgscale.samples.kale import RationalesError
     from kgscale.samples.rejects import RejectedSampleError
@@ -40,7 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
             OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
-            TrainError, IndexMismatchError, NoClusterError)
+            TrainError, IndexMismatchError, NoClusterError, StorageError)
 
 
 def build_parser() -> argparse.ArgumentParser:

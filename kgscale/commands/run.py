@@ -39,12 +39,17 @@ def run(args) -> int:
     results = pipeline.execute()
     summary = table(results)
     png = plot_training(results, pipeline.dir / "training_curves.png")
-    (pipeline.dir / "summary.json").write_text(json.dumps(
+    summary_json = pipeline.dir / "summary.json"
+    summary_json.write_text(json.dumps(
         [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2), "out": str(r.out),
           "fingerprint": r.fingerprint} for r in results], indent=2) + "\n")
+    for path in (summary_json, png):
+        if path:
+            pipeline.storage.push_file(path)
     ran = sum(not r.skipped for r in results)
     print(summary)
-    print(f"kgscale run: {len(results)} stages in {pipeline.dir} ({ran} ran, {len(results) - ran} current) in "
+    where = f"{pipeline.storage} (working copy {pipeline.dir})" if pipeline.storage.remote else pipeline.dir
+    print(f"kgscale run: {len(results)} stages in {where} ({ran} ran, {len(results) - ran} current) in "
           f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + ".")
     if pipeline.run.serve:
         url = pipeline.serve()

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from kgscale.config import ConfigError, StrictModel, build
 from kgscale.kg.registry import resolve_reference
 from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
+from kgscale.pipeline.storage import RunStorage
 from kgscale.ray_session import RayConfig, ensure_ray
 
 STAGES = ("ingest", "questions", "paths", "rationales", "train", "eval", "serve")
@@ -38,8 +39,13 @@ SECTIONS = ("run", "ray", *STAGES)
 
 
 class RunSettings(StrictModel):
-    # every stage writes under this directory
-    dir: Path
+    # every stage writes under this directory: a local path, or a URI a
+    # pyarrow filesystem opens (s3://bucket/runs/x, gs://..., hdfs://...)
+    # that each finished stage is copied to (see kgscale.pipeline.storage)
+    dir: str
+    # with a URI in `dir`: the local directory the stages work in
+    # (default ~/.cache/kgscale/runs/<hash of the URI>)
+    local_dir: Path | None = None
     # stages to run again even when their output is current (names from STAGES)
     force: list[str] = []
     # deploy the `serve` section after evaluation and keep serving
@@ -77,7 +83,8 @@ class Pipeline:
         if bad:
             raise ConfigError(f"run.force: unknown stage(s) {sorted(bad)}; stages are {', '.join(STAGES)}")
         self.ray = build(RayConfig, _section(data, "ray"), source=source, section="ray")
-        self.dir = self.run.dir
+        self.storage = RunStorage(self.run.dir, self.run.local_dir)
+        self.dir = self.storage.local
         self.fp: dict[str, str] = {}
         self.results: list[StageResult] = []
         self.plan: list[tuple[str, Path, str, Callable[[], Any]]] = []
@@ -261,14 +268,19 @@ class Pipeline:
     # -- running ----------------------------------------------------------
     def execute(self, progress: Callable[[str], None] = print) -> list[StageResult]:
         ensure_ray(self.ray)
+        self.storage.check()
         self.dir.mkdir(parents=True, exist_ok=True)
         for name, out, fp, fn in self.plan:
             stage = name.split("/")[0]
             progress(f"kgscale run: {name} ...")
-            result = run_stage(name, out, fp, fn, force=stage in self.run.force or name in self.run.force)
+            result = run_stage(name, out, fp, fn, force=stage in self.run.force or name in self.run.force,
+                               storage=self.storage, rel=out.relative_to(self.dir).as_posix())
             self.results.append(result)
-            progress(f"kgscale run: {name} {'is current, skipped' if result.skipped else 'done'} "
-                     f"({result.seconds:.1f} s) -> {out}")
+            where = f"{self.storage}/{out.relative_to(self.dir).as_posix()}" if self.storage.remote else out
+            status = "is current, skipped" if result.skipped else "done"
+            if result.pulled:
+                status = f"is current in {self.storage}, copied here"
+            progress(f"kgscale run: {name} {status} ({result.seconds:.1f} s) -> {where}")
         return self.results
 
     def serve(self) -> str:

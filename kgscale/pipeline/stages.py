@@ -15,9 +15,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kgscale.output import MANIFEST
+
+if TYPE_CHECKING:
+    from kgscale.pipeline.storage import RunStorage
 
 FINGERPRINT = "fingerprint"
 
@@ -57,16 +60,30 @@ class StageResult:
     skipped: bool
     seconds: float
     manifest: dict = field(default_factory=dict)
+    pulled: bool = False  # skipped because the run's URI held it; copied down
 
 
-def run_stage(name: str, out: Path, fp: str, run: Callable[[], Any], *, force: bool = False) -> StageResult:
+def run_stage(name: str, out: Path, fp: str, run: Callable[[], Any], *, force: bool = False,
+              storage: "RunStorage | None" = None, rel: str = "") -> StageResult:
     """Run ``run()`` (which writes ``out`` with overwrite) unless ``out`` already
-    holds a finished result with fingerprint ``fp``."""
+    holds a finished result with fingerprint ``fp``. With a ``storage`` whose
+    run directory is a URI, ``rel`` is the stage's place in it: a finished
+    stage is copied up, and one that is current there but not here is copied
+    down instead of being run."""
     out = Path(out)
+    remote = storage is not None and storage.remote is not None
     t0 = time.perf_counter()
     if not force and finished_fingerprint(out) == fp:
+        if remote and storage.remote_fingerprint(rel) != fp:
+            storage.push(rel)  # finished here earlier but not yet kept there
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         return StageResult(name, out, fp, True, time.perf_counter() - t0, manifest)
+    if not force and remote and storage.remote_fingerprint(rel) == fp:
+        storage.pull(rel)
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return StageResult(name, out, fp, True, time.perf_counter() - t0, manifest, pulled=True)
     run()
     manifest = stamp(out, fp)
+    if remote:
+        storage.push(rel)
     return StageResult(name, out, fp, False, time.perf_counter() - t0, manifest)
