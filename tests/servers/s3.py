@@ -7,11 +7,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.servers.sparql import free_port
+from tests.servers.process import free_port, stop, wait_until_listening
 
 # moto accepts any credentials; pyarrow reads them from the environment as it would for AWS
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -33,17 +31,7 @@ class S3Server:
         self.port = free_port()
         self.proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.close()
-        raise RuntimeError("moto_server did not answer within 60 s")
+        wait_until_listening(self.proc, self.port, "moto_server", 60)
 
     @property
     def endpoint(self) -> str:
@@ -59,9 +47,4 @@ class S3Server:
                                  secret_key="testing", region="us-east-1", allow_bucket_creation=True)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop(self.proc)

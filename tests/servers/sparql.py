@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.servers.process import free_port, stop, wait_until_listening
 
 
 def oxigraph_binary() -> str | None:
     here = Path(sys.executable).parent / "oxigraph"
     return str(here) if here.is_file() else shutil.which("oxigraph")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OxigraphServer:
@@ -36,28 +30,14 @@ class OxigraphServer:
         self.port = free_port()
         self.proc = subprocess.Popen([binary, "serve-read-only", "--location", str(store), "--bind", f"127.0.0.1:{self.port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"oxigraph exited: {self.proc.stderr.read().decode(errors='replace')}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.close()
-        raise RuntimeError("oxigraph did not start within 30 s")
+        wait_until_listening(self.proc, self.port, "oxigraph", 30)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/query"
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
 
 
 class FailingProxy:

@@ -109,6 +109,6 @@ def test_credentials_and_the_query_string_are_never_shown(s3, tmp_path):
 
 
 def _closed_port() -> int:
-    from tests.servers.sparql import free_port
+    from tests.servers.process import free_port
 
     return free_port()
