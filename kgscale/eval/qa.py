@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import field_validator
 
 from kgscale.eval.choices import ChoiceScorer, build_prompt, predictions, read_mc_jsonl
 from kgscale.eval.errors import EvalInputError
@@ -38,7 +39,7 @@ RATIONALE_COLUMNS = ("question_id", "rationale")
 
 class QAConfig(PoolConfig):
     out: Path
-    # multiple-choice JSONL files, or folders of *.jsonl
+    # multiple-choice JSONL files, or folders of *.jsonl, or dataset:NAME from the registry
     data: list[Path] = []
     # a directory with rationales.parquet (or the file itself), joined on question_id
     rationales: Path | None = None
@@ -59,6 +60,16 @@ class QAConfig(PoolConfig):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     strict: bool = False
     overwrite: bool = False
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _registry_names(cls, value):
+        """``dataset:commonsenseqa`` -> the registry's local file (fetched or mirrored)."""
+        from kgscale.kg.registry import resolve_reference
+
+        if isinstance(value, (list, tuple)):
+            return [resolve_reference(v) if isinstance(v, str) else v for v in value]
+        return value
 
 
 def mc_files(paths: list[Path]) -> list[Path]:

@@ -89,3 +89,16 @@ def test_read_kgqa_questions(tmp_path):
     qs = read_questions(path, rejects)
     assert [(q["id"], q["answers"]) for q in qs] == [("7", ["a", "b"]), ("q:1", ["c"])]
     assert rejects.summary()["total"] == 2
+
+
+def test_qa_data_may_name_a_registry_dataset(shared_datasets, monkeypatch):
+    """`kgscale eval qa --data dataset:commonsenseqa`, as `kgscale run` accepts it."""
+    from kgscale.config import ConfigError, build
+    from kgscale.eval.qa import QAConfig
+
+    monkeypatch.setenv("KGSCALE_MIRROR", str(shared_datasets))
+    cfg = build(QAConfig, {"out": "x", "data": ["dataset:commonsenseqa"]}, section="qa")
+    assert cfg.data[0].name.startswith("commonsenseqa") and cfg.data[0].is_file()
+    assert len(read_mc_jsonl(cfg.data[0], RejectLog())) == 1221
+    with pytest.raises(ConfigError, match=r"qa\.data: .*unknown dataset 'nosuch'"):
+        build(QAConfig, {"out": "x", "data": ["dataset:nosuch"]}, section="qa")
