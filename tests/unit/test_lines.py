@@ -75,3 +75,15 @@ def test_chunks_cover_the_same_lines_as_iter_lines(tmp_path):
                         pos += len(line) + 1
             expected = [x for rng in plan_ranges([str(path)], target) for x in iter_lines(rng)]
             assert got == expected, (target, block)
+
+
+def test_read_tasks_hand_ray_data_few_large_blocks_in_order():
+    import pyarrow as pa
+
+    from kgscale.kg.sources.line_datasource import coalesce
+
+    tables = [pa.table({"x": list(range(i * 10, i * 10 + 10))}) for i in range(7)]
+    blocks = list(coalesce(iter(tables), rows=25))
+    assert [b.num_rows for b in blocks] == [30, 30, 10]
+    assert sum((b["x"].to_pylist() for b in blocks), []) == list(range(70))
+    assert list(coalesce(iter([]), rows=25)) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 from ray.data import Datasource, ReadTask
@@ -25,6 +25,25 @@ LineParser = Callable[[RawRows, str, int, str, str], None]
 ChunkParser = Callable[[str, int, str, str], pa.Table]
 
 ROWS_PER_BLOCK = 65536
+# Rows in a block a read task hands to Ray Data. Ray Data lets a task run only
+# two blocks ahead of the driver's executor, so small blocks tie every read
+# task to the driver's pace; blocks of this size keep the tasks busy.
+ROWS_PER_OUTPUT_BLOCK = 1 << 18
+
+
+def coalesce(tables: Iterable[pa.Table], rows: int = ROWS_PER_OUTPUT_BLOCK) -> Iterator[pa.Table]:
+    """Join consecutive tables into blocks of at least ``rows`` rows (the last
+    may be smaller); order is kept."""
+    pending: list[pa.Table] = []
+    count = 0
+    for t in tables:
+        pending.append(t)
+        count += t.num_rows
+        if count >= rows:
+            yield pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+            pending, count = [], 0
+    if pending:
+        yield pa.concat_tables(pending) if len(pending) > 1 else pending[0]
 
 
 def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None = None) -> Iterable[pa.Table]:
@@ -94,7 +113,7 @@ class LineFileDatasource(Datasource):
 
 
 def _reader(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None):
-    return lambda: read_range(rng, role, parse, parse_chunk)
+    return lambda: coalesce(read_range(rng, role, parse, parse_chunk))
 
 
 RANGES_PER_CPU = 4
@@ -139,4 +158,4 @@ class RangeDatasource(Datasource):
 
 
 def _read_with(read, rng: ByteRange, role: str):
-    return read(rng, role)
+    return coalesce(read(rng, role))
