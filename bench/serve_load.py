@@ -83,7 +83,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--batch", type=int, default=32, help="max_batch_size of the batched deployment")
-    p.add_argument("--wait-ms", type=float, default=5.0, help="batch_wait_timeout of the batched deployment")
+    p.add_argument("--wait-ms", type=float, default=5.0, help="batch_wait_timeout of the batched deployment (embeddings)")
+    p.add_argument("--generation-wait-ms", type=float, default=None,
+                   help="generation_wait_timeout of the batched deployment (default: the config's)")
     p.add_argument("--words", default="3,12", help="words per input text: min,max")
     # one thread: on a shared machine a second OpenMP thread that is descheduled
     # stalls every parallel op (measured here: 20x slower single passes)
@@ -121,7 +123,10 @@ def main() -> None:
     for name, batch in (("batched", args.batch), ("single", 1)):
         cfg = ServeConfig.model_validate({**base, "app_name": name, "http": {**base["http"], "route_prefix": f"/{name}"},
                                           "batching": {"max_batch_size": batch,
-                                                       "batch_wait_timeout_s": args.wait_ms / 1000 if batch > 1 else 0}})
+                                                       "batch_wait_timeout_s": args.wait_ms / 1000 if batch > 1 else 0,
+                                                       **({"generation_wait_timeout_s": 0} if batch == 1 else
+                                                          {"generation_wait_timeout_s": args.generation_wait_ms / 1000}
+                                                          if args.generation_wait_ms is not None else {})}})
         urls[name] = start(cfg) + f"/v1/{args.endpoint}"
         assert urls[name].startswith("http://127.0.0.1:"), urls[name]
     print(f"deployed {args.model} twice in {time.perf_counter() - t0:.0f} s; {cores} cores, {threads} torch threads "

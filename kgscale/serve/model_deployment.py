@@ -2,8 +2,9 @@
 
 Requests from the ingress are queued per kind of work and run together:
 ``@serve.batch`` collects embedding inputs (counted in texts) and generation
-prompts (counted in prompts) for up to ``batching.batch_wait_timeout_s`` or
-``batching.max_batch_size``, whichever comes first, and runs one forward
+prompts (counted in prompts) for up to ``batching.batch_wait_timeout_s`` (generation:
+``batching.generation_wait_timeout_s``) or ``batching.max_batch_size``,
+whichever comes first, and runs one forward
 pass (embeddings) or one padded ``generate`` per set of equal sampling
 settings. All model work runs on one worker thread, so the replica's event
 loop keeps accepting requests (which then wait in the batch queues) while a
@@ -68,9 +69,9 @@ class ModelServer:
                                     torch_threads=threads)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         b = self.cfg.batching
-        for handler in (self._embed_batch, self._generate_batch):
+        for handler, wait in ((self._embed_batch, b.batch_wait_timeout_s), (self._generate_batch, b.generation_wait_timeout_s)):
             handler.set_max_batch_size(b.max_batch_size)
-            handler.set_batch_wait_timeout_s(b.batch_wait_timeout_s)
+            handler.set_batch_wait_timeout_s(wait)
         self.index = load_entity_index(self.cfg, self.runtime) if self.cfg.kg is not None else None
 
     async def _run(self, fn, *args):
