@@ -62,6 +62,7 @@ def main() -> None:
     from kgscale.kg.rdf.export import export_benchmark
     from kgscale.kg.rdf.formats import read_line_range
     from kgscale.kg.sources.lines import ByteRange
+    from kgscale.kg.sources.line_datasource import read_dataset
     from kgscale.kg.sources.rdf_files import RdfFileSource
 
     work = Path(tempfile.mkdtemp(prefix="kgscale-bench-nt-"))
@@ -115,7 +116,7 @@ def main() -> None:
         def ray_read(workers: int):
             def run():
                 # blocks stay in the object store, as in `kgscale ingest`
-                ds = ray.data.read_datasource(source.datasource(), concurrency=workers).materialize()
+                ds = read_dataset(source.datasource(), concurrency=workers).materialize()
                 return ds.count()
             return run
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import ray
-
 from pydantic import Field
 
 from kgscale.config import StrictModel
@@ -15,6 +13,7 @@ from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
 from kgscale.kg.snapshot import REJECTS, write_tables
 from kgscale.kg.sources import open_source
+from kgscale.kg.sources.line_datasource import read_dataset
 from kgscale.kg.sources.neo4j_source import Neo4jConfig
 from kgscale.kg.sources.sparql import SparqlConfig
 from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
@@ -62,7 +61,7 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
         with timer("plan"):
             datasource = source.datasource()
         with timer("read_and_encode"):
-            ds = ray.data.read_datasource(datasource)
+            ds = read_dataset(datasource)
             result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)
