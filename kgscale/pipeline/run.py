@@ -274,9 +274,9 @@ class Pipeline:
             stage = name.split("/")[0]
             progress(f"kgscale run: {name} ...")
             result = run_stage(name, out, fp, fn, force=stage in self.run.force or name in self.run.force,
-                               storage=self.storage, rel=out.relative_to(self.dir).as_posix())
+                               storage=self.storage)
             self.results.append(result)
-            where = f"{self.storage}/{out.relative_to(self.dir).as_posix()}" if self.storage.remote else out
+            where = self.storage.shown(out)
             status = "is current, skipped" if result.skipped else "done"
             if result.pulled:
                 status = f"is current in {self.storage}, copied here"

@@ -64,14 +64,15 @@ class StageResult:
 
 
 def run_stage(name: str, out: Path, fp: str, run: Callable[[], Any], *, force: bool = False,
-              storage: "RunStorage | None" = None, rel: str = "") -> StageResult:
+              storage: "RunStorage | None" = None) -> StageResult:
     """Run ``run()`` (which writes ``out`` with overwrite) unless ``out`` already
     holds a finished result with fingerprint ``fp``. With a ``storage`` whose
-    run directory is a URI, ``rel`` is the stage's place in it: a finished
-    stage is copied up, and one that is current there but not here is copied
-    down instead of being run."""
+    run directory is a URI (``out`` lies in its local copy), a finished stage
+    is copied up, and one that is current there but not here is copied down
+    instead of being run."""
     out = Path(out)
     remote = storage is not None and storage.remote is not None
+    rel = storage.rel(out) if remote else ""
     t0 = time.perf_counter()
     if not force and finished_fingerprint(out) == fp:
         if remote and storage.remote_fingerprint(rel) != fp:

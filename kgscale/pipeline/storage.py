@@ -66,6 +66,14 @@ class RunStorage:
     def __str__(self) -> str:
         return _shown(self.remote) if self.remote else str(self.local)
 
+    def rel(self, out: Path) -> str:
+        """Where ``out`` (under the local copy) lies in the run directory."""
+        return Path(out).relative_to(self.local).as_posix()
+
+    def shown(self, out: Path) -> str:
+        """``out`` as the user should read it: its place in the URI, or the path."""
+        return f"{self}/{self.rel(out)}" if self.remote else str(out)
+
     def _remote_path(self, rel: str) -> str:
         return f"{self.base}/{rel}" if rel else self.base
 

@@ -97,12 +97,15 @@ def run_rationales(cfg: RationalesConfig, teacher: TeacherConfig, ray_cfg=None) 
     if teacher.kind == "hf":
         # a model that cannot be found is a configuration error, said here
         # rather than as an actor crash
-        from kgscale.models.backbone import BackboneConfig, ModelLoadError, resolve
+        from kgscale.models.backbone import BackboneConfig, ModelLoadError, resolve, with_absolute_path
 
+        backbone = with_absolute_path(BackboneConfig(model=teacher.model, kind="causal", seed=teacher.seed))
         try:
-            resolve(BackboneConfig(model=teacher.model, kind="causal", seed=teacher.seed))
+            resolve(backbone)
         except ModelLoadError as exc:
             raise SynthInputError(f"teacher.model: {exc}") from None
+        # the teacher actors run in their own working directory
+        teacher = teacher.model_copy(update={"model": backbone.model})
     rejects = QuestionRejects(strict=cfg.strict)
     no_path = table.filter(pc.equal(table["num_paths"], 0))
     for qid in no_path["question_id"].to_pylist():

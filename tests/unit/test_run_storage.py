@@ -42,7 +42,7 @@ def test_a_stage_goes_up_when_it_finishes_and_comes_down_instead_of_rerunning(s3
     here.check()
     out = here.local / "train" / "kalm"
     fp = fingerprint("x", {"a": 1}, [])
-    result = run_stage("train/kalm", out, fp, _stage_writer(out, calls), storage=here, rel="train/kalm")
+    result = run_stage("train/kalm", out, fp, _stage_writer(out, calls), storage=here)
     assert not result.skipped and calls == [1]
     fs = s3.filesystem()
     with fs.open_input_stream("runs/try1/train/kalm/sub/model.bin") as f:
@@ -52,14 +52,14 @@ def test_a_stage_goes_up_when_it_finishes_and_comes_down_instead_of_rerunning(s3
     # another machine with an empty working directory: copied down, not run
     there = RunStorage(uri, tmp_path / "machine2")
     out2 = there.local / "train" / "kalm"
-    result = run_stage("train/kalm", out2, fp, _stage_writer(out2, calls), storage=there, rel="train/kalm")
+    result = run_stage("train/kalm", out2, fp, _stage_writer(out2, calls), storage=there)
     assert result.skipped and result.pulled and calls == [1]
     assert (out2 / "sub" / "model.bin").read_text() == "weights"
     assert json.loads((out2 / "manifest.json").read_text())["fingerprint"] == fp
 
     # a changed config runs again and replaces the copy up there
     fp2 = fingerprint("x", {"a": 2}, [])
-    result = run_stage("train/kalm", out2, fp2, _stage_writer(out2, calls, "new"), storage=there, rel="train/kalm")
+    result = run_stage("train/kalm", out2, fp2, _stage_writer(out2, calls, "new"), storage=there)
     assert not result.skipped and calls == [1, 1]
     with fs.open_input_stream("runs/try1/train/kalm/sub/model.bin") as f:
         assert f.read() == b"new"
@@ -72,12 +72,12 @@ def test_an_upload_cut_short_reads_as_not_finished(s3, tmp_path):
     out = storage.local / "snapshot"
     fp = fingerprint("x", {}, [])
     calls = []
-    run_stage("ingest", out, fp, _stage_writer(out, calls), storage=storage, rel="snapshot")
+    run_stage("ingest", out, fp, _stage_writer(out, calls), storage=storage)
     s3.filesystem().delete_file("runs/cut/snapshot/manifest.json")  # the manifest goes up last
     assert storage.remote_fingerprint("snapshot") is None
     fresh = RunStorage(uri, tmp_path / "w2")
     out2 = fresh.local / "snapshot"
-    assert not run_stage("ingest", out2, fp, _stage_writer(out2, calls), storage=fresh, rel="snapshot").skipped
+    assert not run_stage("ingest", out2, fp, _stage_writer(out2, calls), storage=fresh).skipped
     assert calls == [1, 1]
 
 
@@ -88,7 +88,7 @@ def test_a_stage_current_here_but_not_up_there_is_copied_up(s3, tmp_path):
     calls = []
     run_stage("paths", out, fp, _stage_writer(out, calls))  # a local run first
     storage = RunStorage(s3.uri("runs", "later"), local)
-    assert run_stage("paths", out, fp, _stage_writer(out, calls), storage=storage, rel="paths").skipped
+    assert run_stage("paths", out, fp, _stage_writer(out, calls), storage=storage).skipped
     assert calls == [1] and storage.remote_fingerprint("paths") == fp
 
 

@@ -91,7 +91,7 @@ class RdfFileSource:
     def _plan(self, parallelism: int) -> list[tuple[ByteRange, str]]:
         lines = [f for f in self.files if format_of(f) in ("nt", "nq")]
         total = sum(os.path.getsize(f) for f in lines)
-        target = target_range_bytes(total, parallelism, self.target_bytes)
+        target = target_range_bytes(total, self.target_bytes)
         plan = [(r, self.splits[r.path]) for r in plan_ranges(lines, target)]
         plan += [(ByteRange(f, 0, -1), self.splits[f]) for f in self.files if f not in set(lines)]
         return plan
