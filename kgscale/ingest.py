@@ -13,7 +13,7 @@ from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
 from kgscale.kg.snapshot import REJECTS, write_tables
 from kgscale.kg.sources import open_source
-from kgscale.kg.sources.line_datasource import read_dataset
+from kgscale.kg.sources.ray_read import read_dataset
 from kgscale.kg.sources.neo4j_source import Neo4jConfig
 from kgscale.kg.sources.sparql import SparqlConfig
 from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest

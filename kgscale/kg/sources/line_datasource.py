@@ -159,17 +159,3 @@ class RangeDatasource(Datasource):
 
 def _read_with(read, rng: ByteRange, role: str):
     return coalesce(read(rng, role))
-
-
-def read_dataset(datasource, **kwargs):
-    """``ray.data.read_datasource`` for any source; for the line-file sources
-    here, with as many blocks as they plan byte ranges. Ray Data otherwise asks
-    for at least 200 blocks and, given fewer read tasks, splits each task's
-    output to make up the number (ReadRange->SplitBlocks): with two workers
-    over a 449 MB N-Triples file the read tasks then overlapped hardly at all
-    (2 workers 0.96x one worker; 1.19x without the split)."""
-    import ray
-
-    if isinstance(datasource, (RangeDatasource, LineFileDatasource)):
-        kwargs.setdefault("override_num_blocks", max(len(datasource.get_read_tasks(-1)), 1))
-    return ray.data.read_datasource(datasource, **kwargs)
