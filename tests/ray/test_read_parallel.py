@@ -54,11 +54,16 @@ def test_two_read_tasks_run_at_once_on_two_cpus(tmp_path):
 
 
 def test_read_dataset_asks_for_one_block_per_planned_range(tmp_path):
-    data = tmp_path / "data.nt"
-    data.write_bytes(b"x\n" * 1000)
+    # a sparse 1 GiB file: ranges sized like a large input's (no disk used).
+    # Ray Data's own choice for it splits each task's output
+    # (ReadRange->SplitBlocks(9): 12 blocks from these 4 tasks)
+    data = tmp_path / "large.nt"
+    with open(data, "wb") as f:
+        f.truncate(1 << 30)
+    quarter = 1 << 28
 
     def plan(parallelism):
-        return [(ByteRange(str(data), i * 500, -1 if i == 3 else (i + 1) * 500), "train") for i in range(4)]
+        return [(ByteRange(str(data), i * quarter, -1 if i == 3 else (i + 1) * quarter), "train") for i in range(4)]
 
     def read(rng: ByteRange, role: str):
         rows = RawRows()
@@ -66,7 +71,7 @@ def test_read_dataset_asks_for_one_block_per_planned_range(tmp_path):
             rows.triple(role, f"h{rng.start}-{i}", "r", "t", str(data), rng.start)
         yield rows.table()
 
-    ds = read_dataset(RangeDatasource(plan, read, data.stat().st_size)).materialize()
-    assert ds.num_blocks() == 4  # not Ray Data's 200 (each task's output split to make them up)
+    ds = read_dataset(RangeDatasource(plan, read, 1 << 30)).materialize()
+    assert ds.num_blocks() == 4
     heads = pa.concat_tables(ray.get(ds.to_arrow_refs()))["head"].to_pylist()
-    assert sorted(heads) == sorted(f"h{s}-{i}" for s in (0, 500, 1000, 1500) for i in range(3))
+    assert sorted(heads) == sorted(f"h{s}-{i}" for s in range(0, 1 << 30, quarter) for i in range(3))

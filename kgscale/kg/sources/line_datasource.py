@@ -124,9 +124,9 @@ def target_range_bytes(total: int, target_bytes: int) -> int:
     """Range size for ``total`` bytes: ``target_bytes``, or smaller so that every
     CPU of the cluster gets about RANGES_PER_CPU ranges (they balance), but
     never under 1 MiB. Ray Data's requested parallelism is not followed: its
-    default asks for at least 200 blocks whatever the cluster, which cuts a 56 MB file into
-    1 MiB ranges whose fixed cost per task (tens of ms) outweighs parsing them
-    (a few ms each)."""
+    default asks for at least 200 blocks whatever the cluster, which cuts a
+    56 MB file into 1 MiB ranges whose fixed cost per task (tens of ms)
+    outweighs parsing them (a few ms each)."""
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else (os.cpu_count() or 1)

@@ -19,21 +19,22 @@ back, so that two CPUs read an N-Triples file only 1.2x as fast as one:
   allocator's object-store budget bounds nothing here; with it off, every read
   task is submitted at once and Ray's scheduler starts the next the moment a
   CPU frees. Over FB15k-237 as N-Triples (8 copies, 449 MB, 8 read tasks),
-  2 CPUs against 1: 1.24x with the allocator, 1.69x without (two plain
-  processes on the same machine: 1.67-1.83x).
+  2 CPUs against 1: 1.24-1.27x with the allocator; without it 1.48-1.83x,
+  median 1.62x over six runs of bench/ntriples_ingest.py (two plain
+  processes on the same machine: 1.82-1.91x).
 
 The setting is made on the dataset's own context (a copy), never on the
 process-wide ``DataContext``, so other pipelines keep Ray Data's defaults.
 """
 from __future__ import annotations
 
+import ray
 
-def read_dataset(datasource, **kwargs):
+from kgscale.kg.sources.line_datasource import LineFileDatasource, RangeDatasource
+
+
+def read_dataset(datasource, **kwargs) -> ray.data.Dataset:
     """``ray.data.read_datasource(datasource, **kwargs)``, tuned for an ingest read (see above)."""
-    import ray
-
-    from kgscale.kg.sources.line_datasource import LineFileDatasource, RangeDatasource
-
     if isinstance(datasource, (RangeDatasource, LineFileDatasource)):
         kwargs.setdefault("override_num_blocks", max(len(datasource.get_read_tasks(-1)), 1))
     ds = ray.data.read_datasource(datasource, **kwargs)
