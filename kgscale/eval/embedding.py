@@ -26,10 +26,13 @@ class EmbedConfig(PoolConfig):
     # entity texts ("name: description") are cut to this many tokens before a
     # view is composed, as KaLM's reference and kgscale's training do; None: not cut
     max_entity_tokens: int | None = 50
-    # texts per Ray Data batch handed to an actor, and per forward pass
-    batch_size: int = 256
-    micro_batch: int = 64
-    # auto: bf16 on GPU, fp32 on CPU
+    # texts per Ray Data batch handed to an actor
+    batch_size: int = 2048
+    # per forward pass: at most this many texts and this many padded tokens
+    # (texts of similar length share a pass: kgscale.models.embed.length_batches)
+    micro_batch: int = 512
+    micro_batch_tokens: int = 16384
+    # auto: bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere
     dtype: DTypeChoice = "auto"
 
 
@@ -45,8 +48,9 @@ def truncate_entity_texts(texts: list[str], model: BackboneConfig, max_tokens: i
             for t, x in zip(texts, ids)]
 
 
-def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig) -> np.ndarray:
-    """float32 [len(texts), D] unit rows, in the order of ``texts``."""
+def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str = "query") -> np.ndarray:
+    """float32 [len(texts), D] unit rows, in the order of ``texts``; ``role``
+    ``key`` embeds with a two-tower model's key tower (entity views)."""
     from kgscale.models.embed import Embedder
 
     n = len(texts)
@@ -57,7 +61,8 @@ def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig) -> np
     ds = ray.data.from_arrow(blocks).map_batches(
         Embedder,
         fn_constructor_kwargs={"model": model.model_dump(), "pooling": cfg.pooling, "max_length": cfg.max_length,
-                               "dtype": cfg.dtype, "num_threads": threads(cfg), "micro_batch": cfg.micro_batch},
+                               "dtype": cfg.dtype, "num_threads": threads(cfg), "micro_batch": cfg.micro_batch,
+                               "micro_batch_tokens": cfg.micro_batch_tokens, "role": role},
         batch_size=cfg.batch_size,
         batch_format="numpy",
         **map_batches_args(cfg),

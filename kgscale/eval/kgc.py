@@ -29,12 +29,14 @@ import pyarrow.parquet as pq
 
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
-from kgscale.eval.embedding import EmbedConfig, embed_texts, truncate_entity_texts
+from kgscale.eval.embedding import EmbedConfig, embed_texts
 from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
-from kgscale.kg.text import entity_text, query_text
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
+from kgscale.models.inference import load_inference_tokenizer
+from kgscale.models.tokenize import query_view_texts, truncate_texts
+from kgscale.models.towers import key_tower_dir
 from kgscale.output import Timer, atomic_dir, write_manifest
 
 TIE_RULE = ("expected rank: 1 + #(unfiltered candidates scoring above the true answer) "
@@ -64,16 +66,6 @@ class KGCConfig(StrictModel):
     overwrite: bool = False
 
 
-def _entity_texts(snapshot) -> list[str]:
-    e = snapshot.entities
-    return [entity_text(n, d) for n, d in zip(e["name"].to_pylist(), e["description"].to_pylist())]
-
-
-def _relation_texts(snapshot) -> list[str]:
-    r = snapshot.relations
-    return [(t or k or "").strip() for t, k in zip(r["text"].to_pylist(), r["key"].to_pylist())]
-
-
 def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.inference import check_loadable
@@ -97,12 +89,15 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     tail = split["tail"].to_numpy().astype(np.int64)
 
     with timer("texts"):
-        ent_texts = _entity_texts(snap)
-        rel_texts = _relation_texts(snap)
+        ent_texts = snap.entity_texts
+        rel_texts = snap.relation_texts
         keys = snap.entities["key"].to_pylist()
         rel_keys = snap.relations["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
-        ent_texts = truncate_entity_texts(ent_texts, model, embed.max_entity_tokens)
+        tokenizer = load_inference_tokenizer(model)
+        append_eos = kind == "causal" and embed.pooling in ("auto", "last")
+        ent_views = ent_texts if embed.max_entity_tokens is None else truncate_texts(
+            tokenizer, [t or " " for t in ent_texts], embed.max_entity_tokens)
     skipped = []
     ok = has_text[head] & has_text[tail]
     for i in np.flatnonzero(~ok):
@@ -126,7 +121,9 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     # the same (entity, relation, direction) asked twice is embedded once
     uniq, first, q_slot = np.unique(query_keys(q_entity, q_rel, q_inv, snap.num_relations),
                                     return_index=True, return_inverse=True)
-    uniq_texts = [query_text(ent_texts[q_entity[i]], rel_texts[q_rel[i]], bool(q_inv[i])) for i in first]
+    # the views training embeds: the entity cut so the relation always fits
+    uniq_texts = query_view_texts(tokenizer, [ent_texts[q_entity[i]] for i in first], [rel_texts[q_rel[i]] for i in first],
+                                  [bool(q_inv[i]) for i in first], embed.max_entity_tokens, embed.max_length, append_eos)
 
     candidates = np.flatnonzero(has_text)
     row_of = np.full(snap.num_entities, -1, np.int64)
@@ -134,9 +131,9 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
 
     ensure_ray(ray_cfg)
     with timer("embed"):
-        texts = [ent_texts[i] for i in candidates] + uniq_texts
-        emb = embed_texts(texts, model, embed)
-        cand_emb, query_emb = emb[: len(candidates)], emb[len(candidates):][q_slot]
+        # entity views by the key tower (a two-tower model's own), queries by the query tower
+        cand_emb = embed_texts([ent_views[i] for i in candidates], model, embed, role="key")
+        query_emb = embed_texts(uniq_texts, model, embed, role="query")[q_slot]
     with timer("filters"):
         index = AnswerIndex.from_snapshot(snap, tuple(cfg.filter_splits))
         start, stop = index.spans(q_entity, q_rel, q_inv)
@@ -169,7 +166,8 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         "triples_skipped": {"total": len(skipped), "entity has no text": len(skipped)},
         "queries": int(len(ranks)),
         "unique_query_texts": int(len(uniq)),
-        "embedding_dim": int(emb.shape[1]),
+        "embedding_dim": int(cand_emb.shape[1]),
+        "towers": "query and key" if key_tower_dir(model.model) is not None else "one",
         **{k: report[k] for k in ("tail", "head", "both")},
         "per_relation": report["per_relation"],
     }

@@ -77,6 +77,28 @@ class Snapshot:
     def relations(self) -> pa.Table:
         return pq.read_table(self.path / RELATIONS, schema=RELATIONS_SCHEMA)
 
+    @functools.cached_property
+    def entity_texts(self) -> list[str]:
+        """The tail view of every entity by id (:func:`kgscale.kg.text.entity_text`;
+        "" for an entity without name or description): the one table training,
+        evaluation and serving embed."""
+        from kgscale.kg.text import entity_text
+
+        e = self.entities
+        out = [""] * self.num_entities
+        for i, n, d in zip(e["id"].to_pylist(), e["name"].to_pylist(), e["description"].to_pylist()):
+            out[i] = entity_text(n, d)
+        return out
+
+    @functools.cached_property
+    def relation_texts(self) -> list[str]:
+        """Each relation's readable text by id (its key when it has none), stripped."""
+        r = self.relations
+        out = [""] * self.num_relations
+        for i, t, k in zip(r["id"].to_pylist(), r["text"].to_pylist(), r["key"].to_pylist()):
+            out[i] = (t or k or "").strip()
+        return out
+
     @property
     def num_entities(self) -> int:
         return int(self.manifest["counts"]["entities"])

@@ -27,43 +27,107 @@ def default_pooling(kind: str) -> str:
 
 
 def torch_dtype(choice: str, device: str):
+    """The inference dtype: ``auto`` is bf16 on GPUs and on CPUs with bf16
+    matrix units (:mod:`kgscale.models.precision`), fp32 elsewhere."""
     if choice == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        from kgscale.models.precision import auto_precision
+
+        return torch.bfloat16 if auto_precision(device) == "bf16" else torch.float32
     return getattr(torch, choice)
 
 
-def tokenize_views(tokenizer, texts: list[str], max_length: int, append_eos: bool) -> dict[str, torch.Tensor]:
-    """Right-padded ids and mask; with ``append_eos`` every text is cut to
-    ``max_length - 1`` tokens and ends with EOS (KaLM reads the EOS state)."""
-    if not append_eos:
-        return tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    ids = tokenizer(texts, truncation=True, max_length=max_length - 1, add_special_tokens=True)["input_ids"]
-    eos = tokenizer.eos_token_id
-    ids = [x if x and x[-1] == eos else x + [eos] for x in ids]
-    width = max(len(x) for x in ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        input_ids[i, : len(x)] = torch.tensor(x)
+def length_batches(lengths: np.ndarray, max_tokens: int, max_rows: int) -> list[np.ndarray]:
+    """Rows grouped for padding-free-ish batches: sorted by length (longest
+    first, so a memory problem shows at once), then cut so that a batch's
+    padded size (rows x its longest row) stays within ``max_tokens`` and its
+    rows within ``max_rows``. Returns the row indices of each batch."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, start = [], 0
+    n = len(order)
+    while start < n:
+        longest = max(1, int(lengths[order[start]]))
+        size = max(1, min(max_rows, max_tokens // longest))
+        batches.append(order[start:start + size])
+        start += size
+    return batches
+
+
+def pad_ids(rows: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded [B, T] ids and mask, T the longest row."""
+    width = max((len(x) for x in rows), default=1)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, x in enumerate(rows):
+        ids[i, : len(x)] = x
         mask[i, : len(x)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask}
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+@torch.inference_mode()
+def embed_ids(trunk, rows: list, pooling: str, pad_id: int, *, max_tokens: int = 16384, max_rows: int = 512,
+              device: str = "cpu", autocast_dtype=None) -> np.ndarray:
+    """float32 [len(rows), D] unit rows for token-id lists (each already a
+    whole view, :func:`kgscale.models.tokenize.view_ids`), in input order.
+    Batches are formed by length (:func:`length_batches`), so a batch pads
+    only to its own longest row. ``autocast_dtype``: compute under autocast
+    (a model kept in fp32 for training); None runs in the weights' dtype."""
+    lengths = np.fromiter((len(x) for x in rows), dtype=np.int64, count=len(rows))
+    out = None
+    for sel in length_batches(lengths, max_tokens, max_rows):
+        ids, mask = pad_ids([rows[i] for i in sel], pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        ctx = torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype is not None else _null()
+        with ctx:
+            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        emb = pool(hidden.float(), mask, pooling).cpu().numpy()
+        if out is None:
+            out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
+        out[sel] = emb
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def tokenize_views(tokenizer, texts: list[str], max_length: int, append_eos: bool) -> dict[str, torch.Tensor]:
+    """Right-padded ids and mask of :func:`kgscale.models.tokenize.view_ids`."""
+    from kgscale.models.tokenize import view_ids
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, mask = pad_ids(view_ids(tokenizer, texts, max_length, append_eos), pad)
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 class Embedder:
     """``batch["text"]`` -> ``batch["embedding"]`` (float32 [B, D], unit rows);
-    other columns pass through. Loaded once per actor."""
+    other columns pass through. Loaded once per actor.
+
+    ``role``: ``query`` embeds with the query tower (the model itself),
+    ``key`` (entity views) with a two-tower model's key tower when the model
+    directory has one (:mod:`kgscale.models.towers`). Texts are tokenised in
+    one batched call and embedded in length-sorted micro-batches of at most
+    ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens."""
 
     def __init__(self, model: dict, pooling: PoolingChoice = "auto", max_length: int = 64,
                  dtype: DTypeChoice = "auto", num_threads: int | None = None, device: str | None = None,
-                 micro_batch: int = 64) -> None:
+                 micro_batch: int = 512, micro_batch_tokens: int = 16384, role: Literal["query", "key"] = "query") -> None:
         from kgscale.models.inference import load_for_inference
+        from kgscale.models.towers import key_tower_dir
 
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg = BackboneConfig(**model) if isinstance(model, dict) else model
-        self.tokenizer, full, self.kind = load_for_inference(cfg, dtype=torch_dtype(dtype, self.device))
+        key_dir = key_tower_dir(cfg.model) if role == "key" else None
+        if key_dir is not None:
+            cfg = cfg.model_copy(update={"model": str(key_dir), "gguf_file": None})
+        self.dtype = torch_dtype(dtype, self.device)
+        self.tokenizer, full, self.kind = load_for_inference(cfg, dtype=self.dtype)
         # the hidden states only: a causal LM's vocabulary projection over every
         # position would cost more than the rest of the forward pass
         if self.kind == "seq2seq":
@@ -74,19 +138,18 @@ class Embedder:
         self.pooling = default_pooling(self.kind) if pooling == "auto" else pooling
         self.append_eos = self.kind == "causal" and self.pooling == "last"
         self.max_length = max_length
-        self.micro_batch = micro_batch
+        self.micro_batch, self.micro_batch_tokens = micro_batch, micro_batch_tokens
+        tok = self.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
-    @torch.inference_mode()
     def embed(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), self.micro_batch):
-            enc = tokenize_views(self.tokenizer, texts[i:i + self.micro_batch], self.max_length, self.append_eos)
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            out.append(pool(hidden.float(), enc["attention_mask"], self.pooling).cpu().numpy())
-        if not out:
+        from kgscale.models.tokenize import view_ids
+
+        if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+        rows = view_ids(self.tokenizer, list(texts), self.max_length, self.append_eos)
+        return embed_ids(self.model, rows, self.pooling, self.pad_id, max_tokens=self.micro_batch_tokens,
+                         max_rows=self.micro_batch, device=self.device)
 
     @property
     def dim(self) -> int:

@@ -1,15 +1,20 @@
-"""Tokenisation helpers shared by training, evaluation and serving, so that a
-view is cut and encoded the same way wherever it is embedded.
+"""Tokenisation shared by training, evaluation and serving, so that a view is
+cut and encoded the same way wherever it is embedded.
 
-Tokenizers here are Hugging Face fast tokenizers; none of these helpers adds
-the tokenizer's own special tokens (SmolLM2's adds none anyway): sequences are
-assembled explicitly, so the position of EOS, which KaLM pools, is certain.
+:func:`view_ids` is the one encoding of a view: the tokenizer's own special
+tokens (BERT's ``[CLS] ... [SEP]``, Llama's BOS; SmolLM2 adds none), then,
+for last-token pooling, EOS as the final id (the position KaLM pools).
+:func:`query_view_texts` composes the (h, r) query strings with the entity
+cut so that the relation always fits (FB15k-237's relation texts run to 17
+words; a query cut at its end would lose the relation it asks about).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+from kgscale.kg.text import query_text, relation_text
 
 
 def token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
@@ -19,20 +24,61 @@ def token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
 
-def truncate_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[str]:
-    """Each text cut to its first ``max_tokens`` tokens, as a string (KaLM cuts
-    entity texts at 50 tokens before composing a view)."""
+def truncate_texts(tokenizer, texts: Sequence[str], max_tokens: int | Sequence[int]) -> list[str]:
+    """Each text cut to its first ``max_tokens`` tokens (one bound for all, or
+    one a text), as a string (KaLM cuts entity texts at 50 tokens before
+    composing a view)."""
+    bounds = [max_tokens] * len(texts) if isinstance(max_tokens, (int, np.integer)) else list(max_tokens)
     out = []
-    for text, ids in zip(texts, token_ids(tokenizer, texts)):
-        out.append(text if len(ids) <= max_tokens else
-                   tokenizer.decode(ids[:max_tokens], clean_up_tokenization_spaces=False))
+    for text, ids, bound in zip(texts, token_ids(tokenizer, texts), bounds):
+        out.append(text if len(ids) <= bound else
+                   tokenizer.decode(ids[:max(1, int(bound))], clean_up_tokenization_spaces=False))
     return out
 
 
+def special_count(tokenizer, append_eos: bool) -> int:
+    """Ids :func:`view_ids` adds around a text's own tokens."""
+    added = len(tokenizer("a", add_special_tokens=True)["input_ids"]) - len(tokenizer("a", add_special_tokens=False)["input_ids"])
+    return added + int(append_eos)
+
+
+def view_ids(tokenizer, texts: Sequence[str], max_length: int | None, append_eos: bool) -> list[list[int]]:
+    """Token ids of each view as every embedding path reads it: with the
+    tokenizer's own special tokens, cut to ``max_length`` ids, and with
+    ``append_eos`` ending with EOS (the text is cut, EOS is always last)."""
+    if not len(texts):
+        return []
+    if append_eos:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no EOS token, which last-token pooling needs")
+        cut = {"truncation": True, "max_length": max_length - 1} if max_length else {}
+        ids = tokenizer(list(texts), add_special_tokens=True, **cut)["input_ids"]
+        eos = tokenizer.eos_token_id
+        return [x if x and x[-1] == eos else x + [eos] for x in ids]
+    cut = {"truncation": True, "max_length": max_length} if max_length else {}
+    return tokenizer(list(texts), add_special_tokens=True, **cut)["input_ids"]
+
+
 def encode_with_eos(tokenizer, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
-    """Ids of each text followed by EOS, at most ``max_length`` ids (the text
-    is cut, EOS is always last: it is the position KaLM pools)."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no EOS token, which last-token pooling needs")
-    return [np.asarray(ids[: max_length - 1] + [eos], dtype=np.int32) for ids in token_ids(tokenizer, texts)]
+    """:func:`view_ids` with EOS, as int32 arrays (training's sample columns)."""
+    return [np.asarray(x, dtype=np.int32) for x in view_ids(tokenizer, texts, max_length, append_eos=True)]
+
+
+# a BPE may merge across the seam of entity and relation: leave this much room
+_SEAM = 2
+
+
+def query_view_texts(tokenizer, entity_texts: Sequence[str], relation_texts: Sequence[str], inverse: Sequence[bool],
+                     max_entity_tokens: int | None, max_length: int | None, append_eos: bool) -> list[str]:
+    """The (h, r) query views (:func:`kgscale.kg.text.query_text`) with each
+    entity text cut to ``max_entity_tokens`` and further where needed so that
+    the whole view, relation included, fits ``max_length`` ids."""
+    n = len(entity_texts)
+    bound = np.full(n, max_entity_tokens if max_entity_tokens is not None else 1 << 30, dtype=np.int64)
+    if max_length is not None and n:
+        tails = [" ; " + relation_text(r, bool(i)) for r, i in zip(relation_texts, inverse)]
+        room = max_length - special_count(tokenizer, append_eos) - _SEAM
+        rel_len = np.array([len(x) for x in token_ids(tokenizer, tails)], dtype=np.int64)
+        bound = np.minimum(bound, np.maximum(1, room - rel_len))
+    ents = truncate_texts(tokenizer, list(entity_texts), bound)
+    return [query_text(e, r, bool(i)) for e, r, i in zip(ents, relation_texts, inverse)]

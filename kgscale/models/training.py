@@ -37,13 +37,15 @@ class ModelSettings(BackboneConfig):
     lora: LoraSettings = LoraSettings()
     # recompute activations in the backward pass: less memory, ~30% more compute
     gradient_checkpointing: bool = False
-    # auto: bf16 on GPU, fp32 on CPU
+    # auto: bf16 on GPUs and on CPUs with bf16 matrix units (kgscale.models.precision), else fp32
     precision: Precision = "auto"
 
 
 def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "bf16"]:
     if precision == "auto":
-        return "bf16" if use_gpu else "fp32"
+        from kgscale.models.precision import auto_precision
+
+        return auto_precision("cuda" if use_gpu else "cpu")
     return precision
 
 
@@ -137,6 +139,10 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
             unset_hf_deepspeed_config()
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # no KV cache while training
+    if kind == "encoder" and getattr(model, "pooler", None) is not None:
+        # views are mean-pooled: BERT's [CLS] pooler gets no gradient, and an
+        # optimiser should not carry state for it
+        model.pooler.requires_grad_(False)
     if cfg.gradient_checkpointing:
         # non-reentrant checkpointing works with frozen inputs (LoRA) and ZeRO-3
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -37,15 +37,17 @@ def objective_class(name: str) -> type[Objective]:
         raise ValueError(f"unknown objective {name!r}; objectives are {', '.join(sorted(OBJECTIVES))}") from None
 
 
-def build_objective(settings, *, known_pairs: torch.Tensor | None = None, num_answers: int | None = None) -> Objective:
+def build_objective(settings, *, known_pairs: torch.Tensor | None = None, num_answers: int | None = None,
+                    kind: str | None = None) -> Objective:
     """The objective module for ``settings``; KaLM's contrastive objectives take
-    the training graph's (query, answer) keys so true pairs are not negatives."""
+    the training graph's (query, answer) keys so true pairs are not negatives,
+    the number of entities, and the backbone's kind (its pooling)."""
     params = settings.model_dump(exclude={"name"})
     cls = objective_class(settings.name)
     if issubclass(cls, KaLMContrastive):
         mask_known = params.pop("mask_known_triples")
-        return cls(**params, known_pairs=known_pairs if mask_known else None,
-                   num_answers=num_answers if mask_known else None)
+        return cls(**params, known_pairs=known_pairs if mask_known else None, num_answers=num_answers,
+                   kind=kind or "causal")
     return cls(**params)
 
 

@@ -62,7 +62,7 @@ class KALE(Objective):
     labels are -100 except on the answer tokens, which are the same ids in both."""
 
     name: ClassVar[str] = "kale"
-    model_kind = "causal"
+    model_kinds = ("causal",)
     batch_keys = ("with_input_ids", "with_attention_mask", "with_labels",
                   "without_input_ids", "without_attention_mask", "without_labels")
 

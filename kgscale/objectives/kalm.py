@@ -31,18 +31,20 @@ the reference command).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from kgscale.config import StrictModel
-from kgscale.models.pooling import last_token
+from kgscale.models.pooling import pool
+from kgscale.models.towers import query_and_key
 from kgscale.models.training import causal_parts
-from kgscale.objectives.base import Objective, ObjectiveOutput, masked_token_ce, shifted_label_positions
+from kgscale.objectives.base import Objective, ObjectiveOutput, full_precision, masked_token_ce, shifted_label_positions
 from kgscale.objectives.gather import all_gather_with_local_grad, world
 
 KALM_LORA_TARGETS = ["gate_proj", "up_proj", "down_proj"]
@@ -66,7 +68,12 @@ def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, targets: torch.Ten
         logits_ij = (a_i . c_j - m [j = target_i]) / tau,  excluded -> -inf
         loss = mean_i CE(logits_i, target_i)
     """
-    sims = anchors.float() @ candidates.float().T
+    return info_nce_scores(anchors.float() @ candidates.float().T, targets, exclude, margin, inv_temperature)
+
+
+def info_nce_scores(sims: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None, margin: float,
+                    inv_temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`info_nce` on precomputed cosines ``sims`` [B, N]."""
     rows = torch.arange(sims.shape[0], device=sims.device)
     sims = sims - margin * F.one_hot(targets, sims.shape[1]).to(sims.dtype)
     logits = sims * inv_temperature
@@ -105,10 +112,27 @@ def completion_lm_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Modu
     return masked_token_ce(logits, targets), int(targets.numel())
 
 
-def encode_views(trunk: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, T] token ids (each row ends with EOS) -> [B, D] L2-normalised EOS states."""
+def encode_views(trunk: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 pooling: str = "last") -> torch.Tensor:
+    """[B, T] token ids -> [B, D] L2-normalised representations: the state at
+    the final (EOS) token for a causal LM (``last``), the mean over tokens for
+    an encoder (``mean``)."""
     hidden = trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return F.normalize(last_token(hidden, attention_mask).float(), dim=-1)
+    return pool(hidden.float(), attention_mask, pooling)
+
+
+def known_answers(query_ids: torch.Tensor, known_pairs: torch.Tensor, num_answers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, answer) of every known pair of each query: the keys of
+    ``known_pairs`` (sorted ``query * num_answers + answer``) in
+    [q * num_answers, (q + 1) * num_answers) are query q's answers."""
+    base = query_ids.long() * num_answers
+    lo = torch.searchsorted(known_pairs, base)
+    hi = torch.searchsorted(known_pairs, base + num_answers)
+    counts = hi - lo
+    rows = torch.repeat_interleave(torch.arange(len(query_ids), device=query_ids.device), counts)
+    starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
+    pos = starts + torch.arange(int(counts.sum()), device=query_ids.device)
+    return rows, known_pairs[pos] - base[rows]
 
 
 # ---------------------------------------------------------------- settings
@@ -124,10 +148,48 @@ class KaLMContrastiveSettings(StrictModel):
     gather_negatives: bool = False
     # drop training-graph triples, not only in-batch duplicates, from the negatives
     mask_known_triples: bool = True
+    # the encoder of the entity (key) view: the query's own (KaLM), a separate
+    # trainable copy of the starting model (SimKGC), or the starting model frozen
+    key_tower: Literal["shared", "separate", "frozen"] = "shared"
+    # each query also scored against its own entity's key view (SimKGC's
+    # self-negatives; masked when (h, r, h) is true): encoded without gradient
+    # (cheap), with gradient, or not at all
+    self_negatives: Literal["none", "no_grad", "grad"] = "no_grad"
+    # every entity's key view as a negative, from a bank of cached key
+    # embeddings (true answers masked); rows of the batch's fresh keys replace
+    # their cached copies as training goes
+    entity_bank: bool = False
+    # re-embed the whole bank every N optimiser steps (0: never; a frozen key
+    # tower's bank is exact and never needs it)
+    bank_refresh_every: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.self_negatives == "grad" and (self.entity_bank or self.key_tower == "frozen"):
+            where = "come from the entity bank" if self.entity_bank else "come from the frozen key tower"
+            raise ValueError(f"self_negatives: grad needs head views encoded with gradient in the batch, but the head "
+                             f"views {where}, without gradient; use self_negatives: no_grad")
+        if self.bank_refresh_every and not self.entity_bank:
+            raise ValueError("bank_refresh_every: only applies with entity_bank: true")
+        return self
+
+    def views(self) -> set[str]:
+        """The token-id views each sample needs: ``query`` always, ``key``
+        unless every key comes from a frozen bank, ``head`` for self-negatives
+        outside a bank."""
+        out = {"query"}
+        if not (self.entity_bank and self.key_tower == "frozen"):
+            out.add("key")
+        if self.self_negatives != "none" and not self.entity_bank:
+            out.add("head")
+        return out
 
 
 class KaLMCompletionSettings(StrictModel):
     name: Literal["kalm_lm"] = "kalm_lm"
+
+    def views(self) -> set[str]:
+        return {"lm"}
 
 
 class KaLMSettings(KaLMContrastiveSettings):
@@ -135,28 +197,50 @@ class KaLMSettings(KaLMContrastiveSettings):
     # lambda: weight of the triple-completion LM loss
     lm_weight: float = Field(0.01, ge=0.0)
 
+    def views(self) -> set[str]:
+        return super().views() | {"lm"}
+
 
 # ---------------------------------------------------------------- modules
 
+VIEW_KEYS = {"query": ("query_input_ids", "query_attention_mask"), "key": ("key_input_ids", "key_attention_mask"),
+             "head": ("head_input_ids", "head_attention_mask"), "lm": ("lm_input_ids", "lm_attention_mask", "lm_labels")}
+
+
 class KaLMContrastive(Objective):
     """Explicit alignment. Batch: ``query_input_ids`` / ``query_attention_mask``
-    [B, Tq], ``key_input_ids`` / ``key_attention_mask`` [B, Tk], ``query_id``
-    and ``answer_id`` [B] int64 (query = (entity, relation, direction), answer =
-    the entity the key view shows)."""
+    [B, Tq], ``key_input_ids`` / ``key_attention_mask`` [B, Tk] (unless every
+    key comes from a frozen bank), ``head_input_ids`` / ``head_attention_mask``
+    [B, Th] (self-negatives outside a bank), ``query_id``, ``answer_id`` and
+    ``head_id`` [B] int64 (query = (entity, relation, direction), answer = the
+    entity the key view shows, head = the query's own entity).
+
+    Candidates for a query: the batch's keys (every worker's with
+    ``gather_negatives``), its heads (self-negatives) and, with a bank, every
+    entity [N, D]; a candidate that is a true answer of the query (another
+    row's pair, a known triple, (h, r, h) itself) is masked, never the
+    positive."""
 
     name: ClassVar[str] = "kalm_contrastive"
-    model_kind = "causal"
+    model_kinds = ("causal", "encoder")
     default_lora_targets = KALM_LORA_TARGETS
     batch_keys = ("query_input_ids", "query_attention_mask", "key_input_ids", "key_attention_mask", "query_id", "answer_id")
 
     def __init__(self, margin: float = 0.02, temperature: float = 0.05, learn_temperature: bool = True,
                  gather_negatives: bool = False, known_pairs: torch.Tensor | None = None,
-                 num_answers: int | None = None) -> None:
+                 num_answers: int | None = None, key_tower: str = "shared", self_negatives: str = "none",
+                 entity_bank: bool = False, bank_refresh_every: int = 0, kind: str = "causal") -> None:
         super().__init__()
         if known_pairs is not None and num_answers is None:
             raise ValueError("known_pairs are keys query * num_answers + answer: num_answers is required with them")
+        if entity_bank and num_answers is None:
+            raise ValueError("entity_bank needs num_answers (the number of entities)")
         self.margin = margin
         self.gather_negatives = gather_negatives
+        self.key_tower, self.self_negatives, self.entity_bank = key_tower, self_negatives, entity_bank
+        self.bank_refresh_every = bank_refresh_every
+        self.kind = kind
+        self.pooling = "last" if kind == "causal" else "mean"
         # shape [1], not a 0-d scalar: DeepSpeed broadcasts parameters as byte views
         init = torch.tensor([math.log(1.0 / temperature)], dtype=torch.float32)
         if learn_temperature:
@@ -166,52 +250,135 @@ class KaLMContrastive(Objective):
         self.register_buffer("known_pairs", None if known_pairs is None else known_pairs.long().sort().values,
                              persistent=False)
         self.num_answers = num_answers
+        # the entity bank: [N, D] key embeddings and which rows are candidates.
+        # Plain attributes, not buffers: DDP would broadcast a buffer from rank
+        # 0 before every forward pass, and the bank is the same on every rank.
+        self.bank: torch.Tensor | None = None
+        self.bank_valid: torch.Tensor | None = None
+        settings = KaLMContrastiveSettings(key_tower=key_tower, self_negatives=self_negatives, entity_bank=entity_bank,
+                                           bank_refresh_every=bank_refresh_every)
+        self.batch_keys = self._keys(settings.views())
+
+    def _keys(self, views: set[str]) -> tuple[str, ...]:
+        ids = ("query_id", "answer_id") + (("head_id",) if self.self_negatives != "none" or self.entity_bank else ())
+        return tuple(k for v in ("query", "key", "head", "lm") if v in views for k in VIEW_KEYS[v]) + ids
+
+    def set_bank(self, embeddings: torch.Tensor, valid: torch.Tensor) -> None:
+        """[N, D] unit rows (the key tower's embedding of every entity) and [N]
+        bool (False: an entity without text, never a candidate)."""
+        if self.num_answers is not None and embeddings.shape[0] != self.num_answers:
+            raise ValueError(f"a bank of {embeddings.shape[0]} rows for {self.num_answers} entities")
+        self.bank = embeddings.float().contiguous()
+        self.bank_valid = valid.bool()
 
     def inv_temperature(self) -> torch.Tensor:
         """1/tau as a 0-d tensor."""
         return self.log_inv_temperature.exp().clamp(max=MAX_INV_TEMPERATURE).squeeze()
 
     def summarize_state(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
-        out = super().summarize_state(state)
+        out = {k: float(v) for k, v in state.items() if v.numel() == 1}
         if "log_inv_temperature" in state:
             out["temperature"] = 1.0 / min(math.exp(float(state["log_inv_temperature"])), MAX_INV_TEMPERATURE)
         return out
 
-    def contrastive(self, q: torch.Tensor, k: torch.Tensor, query_id: torch.Tensor,
-                    answer_id: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Both directions on [B, D] views; gathered across workers if configured."""
+    def _bank_exclusions(self, query_id: torch.Tensor, target_col: torch.Tensor | None, qid_all: torch.Tensor,
+                         aid_all: torch.Tensor, fresh_entities: torch.Tensor | None) -> torch.Tensor:
+        """[B, N] bool over the bank's columns: not a candidate for query i."""
+        b, n = len(query_id), self.bank.shape[0]
+        ex = (~self.bank_valid)[None, :].expand(b, n).clone()
+        if fresh_entities is not None and len(fresh_entities):
+            ex[:, fresh_entities] = True  # the fresh copy in the batch stands for it
+        rows, cols = torch.nonzero(query_id[:, None] == qid_all[None, :], as_tuple=True)
+        ex[rows, aid_all[cols]] = True  # another row's answer to the same query
+        if self.known_pairs is not None and self.known_pairs.numel():
+            r, c = known_answers(query_id, self.known_pairs, self.num_answers)
+            ex[r, c] = True
+        if target_col is not None:
+            ex[torch.arange(b, device=ex.device), target_col] = False
+        return ex
+
+    def contrastive(self, q: torch.Tensor, k: torch.Tensor | None, query_id: torch.Tensor, answer_id: torch.Tensor,
+                    head_id: torch.Tensor | None = None, h: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Both directions on [B, D] views (``k`` None: every key from the bank,
+        ``h`` the head views for self-negatives); gathered across workers if
+        configured; in fp32 whatever the autocast around it."""
+        with full_precision(q.device):
+            return self._contrastive(q.float(), None if k is None else k.float(), query_id, answer_id, head_id,
+                                     None if h is None else h.float())
+
+    def _contrastive(self, q, k, query_id, answer_id, head_id, h):
         b = q.shape[0]
         rank, size = world()
-        if self.gather_negatives and size > 1:
-            q_all, k_all = all_gather_with_local_grad(q), all_gather_with_local_grad(k)
-            qid_all, aid_all = all_gather_with_local_grad(query_id), all_gather_with_local_grad(answer_id)
-            offset = rank * b
+        gather = self.gather_negatives and size > 1
+        g = all_gather_with_local_grad if gather else (lambda x: x)
+        offset = rank * b if gather else 0
+        q_all, qid_all, aid_all = g(q), g(query_id), g(answer_id)
+        rows = torch.arange(b, device=q.device)
+        # any N above every entity id makes query * N + answer unique
+        num_answers = self.num_answers or int(torch.cat([aid_all, head_id if head_id is not None else aid_all]).max()) + 1
+        inv_t = self.inv_temperature()
+
+        # hr -> t: candidates are the fresh keys, then the heads, then the bank
+        blocks, entities = [], []
+        if k is not None:
+            k_all = g(k)
+            blocks.append(k_all), entities.append(aid_all)
+        if h is not None:
+            blocks.append(g(h)), entities.append(g(head_id))
+        fresh = torch.cat(entities) if entities else None
+        sims, ex = [], []
+        if blocks:
+            cand = torch.cat(blocks)
+            sims.append(q.float() @ cand.float().T)
+            ex.append(true_pair_mask(query_id, fresh, qid_all, aid_all, self.known_pairs, num_answers))
+        use_bank = self.entity_bank and self.bank is not None
+        if use_bank:
+            width = fresh.numel() if fresh is not None else 0
+            target_col = None if k is not None else answer_id
+            sims.append(q.float() @ self.bank.T)
+            ex.append(self._bank_exclusions(query_id, target_col, qid_all, aid_all, aid_all if k is not None else None))
+            targets = rows + offset if k is not None else answer_id + width
+        elif k is None:
+            raise RuntimeError("every key comes from the entity bank, but the bank has not been set")
         else:
-            q_all, k_all, qid_all, aid_all, offset = q, k, query_id, answer_id, 0
-        targets = torch.arange(b, device=q.device) + offset
-        # any N above every answer id makes query * N + answer unique
-        num_answers = self.num_answers or int(aid_all.max().item()) + 1
-        # hr -> t: candidates are every tail in view; exclude other true tails of query i
-        ex_q = true_pair_mask(query_id, aid_all, qid_all, aid_all, self.known_pairs, num_answers)
-        loss_q, _ = info_nce(q, k_all, targets, ex_q, self.margin, self.inv_temperature())
-        # t -> hr: candidates are every query; exclude queries that t_j also answers
+            targets = rows + offset
+        sims, ex = torch.cat(sims, dim=1), torch.cat(ex, dim=1)
+        ex[rows, targets] = False  # the positive is never excluded
+        loss_q, _ = info_nce_scores(sims, targets, ex, self.margin, inv_t)
+
+        # t -> hr: candidates are every query in view; exclude queries that t_i also answers
+        anchors = k if k is not None else self.bank[answer_id]
         ex_k = true_pair_mask(qid_all, answer_id, qid_all, aid_all, self.known_pairs, num_answers).T
-        loss_k, _ = info_nce(k, q_all, targets, ex_k, self.margin, self.inv_temperature())
+        loss_k, _ = info_nce(anchors, q_all, rows + offset, ex_k, self.margin, inv_t)
         loss = (loss_q + loss_k) / 2
+
         with torch.no_grad():
-            # in-batch top-1 as ranking would score it: plain cosine, no margin
-            sims = (q.float() @ k_all.float().T).masked_fill(ex_q, float("-inf"))
-            sims[torch.arange(b, device=q.device), targets] = (q.float() * k.float()).sum(-1)
-            acc = (sims.argmax(dim=1) == targets).float().mean()
-            pos = (q * k).sum(-1).mean()
+            if use_bank and k is not None and self.key_tower != "frozen":
+                self.bank[aid_all] = k_all.detach().float()  # fresher than the cached copies
+            # top-1 among the candidates as ranking would score them: plain cosine, no margin
+            top = sims.masked_fill(ex, float("-inf")).argmax(dim=1)
+            acc = (top == targets).float().mean()
+            pos = sims[rows, targets].mean()
         return loss, {"contrastive": loss.detach(), "accuracy": acc, "pos_cosine": pos,
-                      "temperature": (1.0 / self.inv_temperature()).detach(), "candidates": torch.tensor(float(k_all.shape[0]))}
+                      "temperature": (1.0 / inv_t).detach(), "candidates": torch.tensor(float(sims.shape[1]))}
+
+    def encode(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        """(q, k or None, h or None) for a batch."""
+        q_trunk, k_trunk, frozen = query_and_key(model, self.kind)
+        q = encode_views(q_trunk, batch["query_input_ids"], batch["query_attention_mask"], self.pooling)
+        k = h = None
+        if "key_input_ids" in batch:
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                k = encode_views(k_trunk, batch["key_input_ids"], batch["key_attention_mask"], self.pooling)
+        if "head_input_ids" in batch and self.self_negatives != "none":
+            with torch.no_grad() if frozen or self.self_negatives == "no_grad" else contextlib.nullcontext():
+                h = encode_views(k_trunk, batch["head_input_ids"], batch["head_attention_mask"], self.pooling)
+        return q, k, h
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        trunk, _ = causal_parts(model)
-        q = encode_views(trunk, batch["query_input_ids"], batch["query_attention_mask"])
-        k = encode_views(trunk, batch["key_input_ids"], batch["key_attention_mask"])
-        loss, metrics = self.contrastive(q, k, batch["query_id"], batch["answer_id"])
+        q, k, h = self.encode(model, batch)
+        loss, metrics = self.contrastive(q, k, batch["query_id"], batch["answer_id"], batch.get("head_id"), h)
         return ObjectiveOutput(loss, {"loss": loss.detach(), **metrics})
 
 
@@ -220,7 +387,7 @@ class KaLMCompletion(Objective):
     / ``lm_labels`` [B, T] (labels: -100 except on the completion)."""
 
     name: ClassVar[str] = "kalm_lm"
-    model_kind = "causal"
+    model_kinds = ("causal",)
     default_lora_targets = KALM_LORA_TARGETS
     batch_keys = ("lm_input_ids", "lm_attention_mask", "lm_labels")
 
@@ -232,20 +399,22 @@ class KaLMCompletion(Objective):
 
 
 class KaLM(KaLMContrastive):
-    """Explicit + implicit alignment: L = L_explicit + lm_weight * L_lm."""
+    """Explicit + implicit alignment: L = L_explicit + lm_weight * L_lm
+    (a causal LM only: the LM term needs a vocabulary head)."""
 
     name: ClassVar[str] = "kalm"
+    model_kinds = ("causal",)
     batch_keys = KaLMContrastive.batch_keys + KaLMCompletion.batch_keys
 
     def __init__(self, lm_weight: float = 0.01, **kwargs) -> None:
         super().__init__(**kwargs)
         self.lm_weight = lm_weight
+        self.batch_keys = self.batch_keys + KaLMCompletion.batch_keys
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        trunk, head = causal_parts(model)
-        q = encode_views(trunk, batch["query_input_ids"], batch["query_attention_mask"])
-        k = encode_views(trunk, batch["key_input_ids"], batch["key_attention_mask"])
-        contrastive, metrics = self.contrastive(q, k, batch["query_id"], batch["answer_id"])
+        q, k, h = self.encode(model, batch)
+        contrastive, metrics = self.contrastive(q, k, batch["query_id"], batch["answer_id"], batch.get("head_id"), h)
+        trunk, head = causal_parts(model.query if hasattr(model, "query") else model)
         hidden = trunk(input_ids=batch["lm_input_ids"], attention_mask=batch["lm_attention_mask"]).last_hidden_state
         lm, _ = completion_lm_loss(hidden, batch["lm_labels"], head)
         loss = contrastive + self.lm_weight * lm

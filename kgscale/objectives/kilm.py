@@ -49,7 +49,7 @@ class KILM(Objective):
     ``description_mask`` [B, T] bool (the description's tokens in ``labels``)."""
 
     name: ClassVar[str] = "kilm"
-    model_kind = "seq2seq"
+    model_kinds = ("seq2seq",)
     special_tokens = ENTITY_TOKENS
     batch_keys = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "labels", "description_mask")
 

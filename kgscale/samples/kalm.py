@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 
 from kgscale.kg.snapshot import TRIPLES, Snapshot
-from kgscale.kg.text import entity_text
 from kgscale.samples.rejects import SampleRejects
 
 
@@ -24,31 +23,16 @@ def query_id(entity: np.ndarray, relation: np.ndarray, inverse: np.ndarray, num_
     return entity.astype(np.int64) * (2 * num_relations) + 2 * relation.astype(np.int64) + inverse.astype(np.int64)
 
 
-def _entity_texts(snapshot: Snapshot) -> np.ndarray:
-    ents = snapshot.entities
-    texts = np.empty(snapshot.num_entities, dtype=object)
-    texts[:] = ""
-    ids = ents["id"].to_numpy()
-    texts[ids] = [entity_text(n, d) for n, d in zip(ents["name"].to_pylist(), ents["description"].to_pylist())]
-    return texts
-
-
-def _relation_texts(snapshot: Snapshot) -> np.ndarray:
-    rels = snapshot.relations
-    texts = np.empty(snapshot.num_relations, dtype=object)
-    texts[:] = ""
-    texts[rels["id"].to_numpy()] = [t or k for t, k in zip(rels["text"].to_pylist(), rels["key"].to_pylist())]
-    return texts
-
-
 def kalm_samples(snapshot: Snapshot, split: str = "train", inverse: bool = True,
                  rejects: SampleRejects | None = None) -> pa.Table:
     """Columns: ``entity_text`` and ``relation_text`` (the query), ``inverse``,
-    ``answer_text``, ``query_id``, ``answer_id`` (int64). A triple whose head or
-    tail has no text is rejected (recorded in ``rejects``)."""
+    ``answer_text``, ``query_id``, ``answer_id`` and ``head_id`` (the query's
+    own entity; int64). A triple whose head or tail has no text is rejected
+    (recorded in ``rejects``)."""
     t = snapshot.triples(split)
     h, r, tl = (t[c].to_numpy().astype(np.int64) for c in ("head", "relation", "tail"))
-    ent, rel = _entity_texts(snapshot), _relation_texts(snapshot)
+    ent = np.array(snapshot.entity_texts, dtype=object)
+    rel = np.array(snapshot.relation_texts, dtype=object)
     ok = (ent[h] != "") & (ent[tl] != "")
     if rejects is not None and not ok.all():
         for i in np.flatnonzero(~ok):
@@ -67,6 +51,7 @@ def kalm_samples(snapshot: Snapshot, split: str = "train", inverse: bool = True,
         "answer_text": pa.array(ent[tl], pa.string()),
         "query_id": pa.array(query_id(h, r, inv, snapshot.num_relations)),
         "answer_id": pa.array(tl),
+        "head_id": pa.array(h),
     })
 
 

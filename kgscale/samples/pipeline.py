@@ -35,17 +35,19 @@ def sample_table(cfg, snapshot, rejects: SampleRejects) -> pa.Table:
     order = np.random.default_rng(d.seed).permutation(table.num_rows)
     if d.max_samples is not None:
         order = order[: d.max_samples]
-    return table.take(pa.array(order))
+    table = table.take(pa.array(order))
+    return table.append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
-def tokenizer_stage(cfg, special_tokens: tuple[str, ...], decoder_start_token_id: int | None):
-    """(callable class, constructor kwargs) of the tokeniser for ``cfg``."""
+def tokenizer_stage(cfg, special_tokens: tuple[str, ...], decoder_start_token_id: int | None, kind: str = "causal"):
+    """(callable class, constructor kwargs) of the tokeniser for ``cfg``
+    (``kind``: the backbone's, which decides whether views end with EOS)."""
     d, name = cfg.data, cfg.objective.name
     base = {"backbone": cfg.model.model_dump(include={"model", "gguf_file", "kind", "seed"}, mode="json"),
             "special_tokens": tuple(special_tokens), "max_length": d.max_length}
     if name.startswith("kalm"):
         return KaLMTokenize, {**base, "max_entity_length": d.max_entity_length, "lm_prompt": d.lm_prompt,
-                              "views": name != "kalm_lm", "lm": name != "kalm_contrastive"}
+                              "views": tuple(sorted(cfg.objective.views())), "append_eos": kind == "causal"}
     if name == "kale":
         return KALETokenize, base
     return KILMTokenize, {**base, "decoder_start_token_id": decoder_start_token_id, "mask_ratio": d.mask_ratio,
@@ -67,7 +69,9 @@ def _run_stage(batch, stage, kwargs: dict):
     key = (stage.__qualname__, repr(sorted(kwargs.items())))
     if key not in _STAGES:
         _STAGES[key] = stage(**kwargs)
-    return _STAGES[key](batch)
+    out = _STAGES[key](batch)
+    # the sample's row in the sample table: which worker takes it (kgscale.train.order)
+    return out.append_column("row", pa.array(np.asarray(batch["row"], dtype=np.int64)))
 
 
 def tokenized_dataset(table: pa.Table, stage, kwargs: dict, parallelism: int = 1, batch_size: int = 256):

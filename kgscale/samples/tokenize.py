@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kgscale.kg.text import query_text
 from kgscale.models.backbone import BackboneConfig
-from kgscale.models.tokenize import encode_with_eos, token_ids, truncate_texts
+from kgscale.models.tokenize import query_view_texts, token_ids, truncate_texts, view_ids
 from kgscale.samples.noise import text_infilling
 
 IDS = pa.list_(pa.int32())
@@ -36,30 +35,51 @@ class _Tokenize:
 
 
 class KaLMTokenize(_Tokenize):
-    """Rows of :func:`kgscale.samples.kalm.kalm_samples` -> ``query_input_ids``
-    (query view + EOS), ``key_input_ids`` (tail view + EOS), ``lm_input_ids`` /
-    ``lm_labels`` (completion prompt + tail text + EOS; labels only on the
-    completion), ``query_id``, ``answer_id``, ``truncated``."""
+    """Rows of :func:`kgscale.samples.kalm.kalm_samples` -> the ``views`` asked
+    for: ``query_input_ids`` (the (h, r) view), ``key_input_ids`` (the tail
+    view), ``head_input_ids`` (the query's own entity as a key view, for
+    self-negatives), ``lm_input_ids`` / ``lm_labels`` (completion prompt +
+    tail text + EOS; labels only on the completion); and ``query_id``,
+    ``answer_id``, ``head_id``, ``truncated``.
+
+    Views are encoded as evaluation and serving encode them
+    (:func:`kgscale.models.tokenize.view_ids`: the tokenizer's own special
+    tokens, EOS last for a causal LM) from the same strings
+    (:func:`kgscale.models.tokenize.query_view_texts`: entity texts cut at
+    ``max_entity_length`` tokens, and further so the relation always fits)."""
 
     def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int, max_entity_length: int,
-                 lm_prompt: str, views: bool = True, lm: bool = True) -> None:
+                 lm_prompt: str, views: tuple[str, ...] = ("query", "key", "lm"), append_eos: bool = True) -> None:
         super().__init__(backbone, special_tokens, max_length)
         self.max_entity_length = max_entity_length
         self.lm_prompt = lm_prompt
-        self.views, self.lm = views, lm
+        self.views = set(views)
+        self.append_eos = append_eos
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        ents = truncate_texts(self.tok, list(batch["entity_text"]), self.max_entity_length)
+        n = len(batch["entity_text"])
         answers = truncate_texts(self.tok, list(batch["answer_text"]), self.max_entity_length)
-        queries = [query_text(e, r, bool(i)) for e, r, i in zip(ents, batch["relation_text"], batch["inverse"])]
+        queries = query_view_texts(self.tok, list(batch["entity_text"]), list(batch["relation_text"]),
+                                   [bool(i) for i in batch["inverse"]], self.max_entity_length, self.max_length,
+                                   self.append_eos)
         out: dict[str, pa.Array] = {"query_id": pa.array(batch["query_id"].astype(np.int64)),
-                                    "answer_id": pa.array(batch["answer_id"].astype(np.int64))}
-        truncated = np.zeros(len(queries), bool)
-        if self.views:
-            q, k = encode_with_eos(self.tok, queries, self.max_length), encode_with_eos(self.tok, answers, self.max_length)
-            truncated |= np.array([len(x) >= self.max_length for x in q]) | np.array([len(x) >= self.max_length for x in k])
-            out["query_input_ids"], out["key_input_ids"] = _ids_array(q), _ids_array(k)
-        if self.lm:
+                                    "answer_id": pa.array(batch["answer_id"].astype(np.int64)),
+                                    "head_id": pa.array(batch["head_id"].astype(np.int64))}
+        truncated = np.zeros(n, bool)
+
+        def encode(name: str, texts: list[str]) -> None:
+            nonlocal truncated
+            ids = view_ids(self.tok, texts, self.max_length, self.append_eos)
+            truncated |= np.array([len(x) >= self.max_length for x in ids], dtype=bool)
+            out[f"{name}_input_ids"] = _ids_array(ids)
+
+        if "query" in self.views:
+            encode("query", queries)
+        if "key" in self.views:
+            encode("key", answers)
+        if "head" in self.views:
+            encode("head", truncate_texts(self.tok, list(batch["entity_text"]), self.max_entity_length))
+        if "lm" in self.views:
             prompts = token_ids(self.tok, [self.lm_prompt.format(query=q) for q in queries])
             completions = [c + [self.eos] for c in token_ids(self.tok, [" " + a for a in answers])]
             ids, labels = [], []
@@ -67,7 +87,7 @@ class KaLMTokenize(_Tokenize):
                 seq = (p + c)[: self.max_length]
                 lab = ([-100] * len(p) + c)[: self.max_length]
                 ids.append(seq), labels.append(lab)
-            truncated |= np.array([len(p) + len(c) > self.max_length for p, c in zip(prompts, completions)])
+            truncated |= np.array([len(p) + len(c) > self.max_length for p, c in zip(prompts, completions)], dtype=bool)
             out["lm_input_ids"], out["lm_labels"] = _ids_array(ids), _ids_array(labels)
         out["truncated"] = pa.array(truncated)
         return pa.table(out)

@@ -40,6 +40,9 @@ class DataSettings(StrictModel):
     strict: bool = False
     # tokenisation tasks running at once in the Ray Data pipeline
     map_tasks: int = Field(2, ge=1)
+    # micro-batches of rows of similar length (within windows of the epoch's
+    # random order), so a micro-batch pads little (kgscale.train.order)
+    group_by_length: bool = True
     # KaLM: entity texts are cut at this many tokens before composing a view
     # (no key may contain "token": kgscale.config reads such keys as secrets)
     max_entity_length: int = Field(50, ge=1)

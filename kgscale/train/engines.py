@@ -48,7 +48,9 @@ def make_optimizer(module: nn.Module, cfg: TrainSettings):
 
 
 def deepspeed_config(cfg: TrainSettings, precision: str) -> dict:
-    """The DeepSpeed config for a run (the optimizer is passed as an object)."""
+    """The DeepSpeed config for a run (the optimizer is passed as an object).
+    DeepSpeed's own bf16 mode (bf16 weights, fp32 master copy) is for GPUs;
+    on a CPU bf16 is autocast around the forward pass (:func:`autocast`)."""
     # buckets of 5e7 elements (DeepSpeed's default is 5e8: 2 GB of fp32 per
     # bucket, which on a CPU worker would dwarf the model states ZeRO saves)
     zero: dict = {"stage": cfg.zero_stage, "reduce_bucket_size": int(5e7), "allgather_bucket_size": int(5e7)}
@@ -66,13 +68,21 @@ def deepspeed_config(cfg: TrainSettings, precision: str) -> dict:
         "gradient_accumulation_steps": cfg.grad_accum_steps,
         "gradient_clipping": cfg.grad_clip or 0.0,
         "zero_optimization": zero,
-        "bf16": {"enabled": precision == "bf16"},
+        "bf16": {"enabled": precision == "bf16" and cfg.use_gpu},
         # a torch optimizer (DeepSpeed's fused ones need a GPU build) is fine under ZeRO
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def autocast(precision: str, device: torch.device | str):
+    """bf16 autocast for the forward pass (matmuls in bf16, losses cast up to
+    fp32 by the objectives), or nothing for fp32."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -91,9 +101,13 @@ class DeepSpeedEngine:
         self.module: TrainModule = self.engine.module
         # LoRA: frozen base weights are not part of the training state
         self.partial = any(not p.requires_grad for p in module.parameters())
+        # on a CPU, bf16 is autocast (DeepSpeed's bf16 mode is for GPUs)
+        self.autocast_precision = precision if not cfg.use_gpu else "fp32"
+        self.device = next(module.parameters()).device
 
     def micro_step(self, batch: dict[str, torch.Tensor]) -> tuple[ObjectiveOutput, bool]:
-        out = self.engine(batch)
+        with autocast(self.autocast_precision, self.device):
+            out = self.engine(batch)
         self.engine.backward(out.loss)
         boundary = self.engine.is_gradient_accumulation_boundary()
         self.engine.step()
@@ -134,15 +148,14 @@ class DDPEngine:
         self.module = module.to(device)
         self.ddp = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer, self.scheduler = make_optimizer(self.module, cfg)
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                         else contextlib.nullcontext())
+        self.precision = precision
         self.micro = 0
 
     def micro_step(self, batch: dict[str, torch.Tensor]) -> tuple[ObjectiveOutput, bool]:
         boundary = (self.micro + 1) % self.cfg.grad_accum_steps == 0
         sync = contextlib.nullcontext() if boundary else self.ddp.no_sync()
         with sync:
-            with self.autocast:
+            with autocast(self.precision, self.device):
                 out = self.ddp(batch)
             (out.loss / self.cfg.grad_accum_steps).backward()
         self.micro += 1

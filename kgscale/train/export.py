@@ -8,6 +8,8 @@
       adapter/             LoRA runs: the peft adapter alone
         adapter_config.json, adapter_model.safetensors
       objective.json       the objective's learned state (KaLM: temperature)
+      key_tower/           two-tower runs (objective.key_tower separate or frozen):
+                           the key (entity) tower, a directory like this one
 
 With LoRA the top-level weights are the base with the adapter merged in, so
 ``AutoModelForCausalLM.from_pretrained(model/)`` gives the trained model with
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from kgscale.models.backbone import resolve
+from kgscale.models.towers import KEY_TOWER
 from kgscale.models.training import ModelSettings, load_for_training
 
 ADAPTER = "adapter"
@@ -38,12 +41,28 @@ def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
 
 
 def save_hf_model(state: dict[str, torch.Tensor], cfg: ModelSettings, tokenizer, out: Path, *,
-                  default_targets: list[str] | None, kind: str, objective_state: dict | None = None) -> Path:
+                  default_targets: list[str] | None, kind: str, objective_state: dict | None = None,
+                  key_tower: str = "shared") -> Path:
     """Rebuild the backbone on CPU in fp32, load ``state`` (a full, gathered
-    :class:`TrainModule` state dict), and write ``out`` as described above."""
+    :class:`TrainModule` state dict), and write ``out`` as described above;
+    a two-tower model (``key_tower`` separate or frozen) writes its query
+    tower there and its key tower to ``out/key_tower`` (:mod:`kgscale.models.towers`)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     model_state, _ = split_state(state)
+    if key_tower != "shared":
+        query = {k[len("query."):]: v for k, v in model_state.items() if k.startswith("query.")}
+        key = {k[len("key."):]: v for k, v in model_state.items() if k.startswith("key.")}
+        key_cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}) if key_tower == "frozen" else cfg
+        _save_one(key, key_cfg, tokenizer, out / KEY_TOWER, default_targets=default_targets, kind=kind)
+        model_state = query
+    _save_one(model_state, cfg, tokenizer, out, default_targets=default_targets, kind=kind)
+    (out / OBJECTIVE).write_text(json.dumps(objective_state or {}, indent=2) + "\n")
+    return out
+
+
+def _save_one(model_state: dict[str, torch.Tensor], cfg: ModelSettings, tokenizer, out: Path, *,
+              default_targets: list[str] | None, kind: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     plain = cfg.model_copy(update={"gradient_checkpointing": False})
     model = load_for_training(plain, tokenizer=tokenizer, default_targets=default_targets, kind=kind)
     result = model.load_state_dict({k: v.float() for k, v in model_state.items()}, strict=False)
@@ -63,8 +82,6 @@ def save_hf_model(state: dict[str, torch.Tensor], cfg: ModelSettings, tokenizer,
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / OBJECTIVE).write_text(json.dumps(objective_state or {}, indent=2) + "\n")
-    return out
 
 
 def _tied(model) -> bool:

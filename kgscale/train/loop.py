@@ -53,6 +53,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    from kgscale.models.towers import TwoTowers
     from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
@@ -60,6 +61,7 @@ def train_loop_per_worker(config: dict) -> None:
     from kgscale.train.engines import deepspeed_config, make_engine
     from kgscale.train.export import save_hf_model, split_state
     from kgscale.train.metrics import METRICS, MetricsLog, Window, progress_line
+    from kgscale.train.order import batches_per_epoch, epoch_batches, local_rows
 
     started = time.perf_counter()
     cfg = TrainConfig.model_validate(config["cfg"])
@@ -84,14 +86,27 @@ def train_loop_per_worker(config: dict) -> None:
     zero3 = deepspeed_config(t, precision) if t.strategy == "deepspeed" and t.zero_stage == 3 else None
     model = load_for_training(cfg.model, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
                               kind=info["kind"], zero3_config=zero3)
+    key_tower = getattr(cfg.objective, "key_tower", "shared")
+    if key_tower != "shared":
+        # the key tower starts as the same backbone; a frozen one needs no adapters
+        key_cfg = cfg.model.model_copy(update={"lora": cfg.model.lora.model_copy(update={"enabled": False})}) \
+            if key_tower == "frozen" else cfg.model
+        key = load_for_training(key_cfg, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
+                                kind=info["kind"], zero3_config=zero3)
+        model = TwoTowers(model, key, frozen_key=key_tower == "frozen")
     known = info.get("known_pairs")
-    objective = build_objective(cfg.objective, num_answers=info.get("num_answers"),
+    objective = build_objective(cfg.objective, num_answers=info.get("num_answers"), kind=info["kind"],
                                 known_pairs=torch.from_numpy(np.array(ray.get(known))) if known is not None else None)
+    if info.get("bank") is not None:
+        bank, valid = ray.get(info["bank"])
+        objective.set_bank(torch.from_numpy(np.array(bank)).to(device), torch.from_numpy(np.array(valid)).to(device))
     trainable, total = trainable_parameters(model)
     engine = make_engine(TrainModule(model, objective), t, precision, device)
     say(f"{cfg.objective.name} on {cfg.model.model}: {trainable:,} of {total:,} parameters trained "
         f"({'LoRA' if cfg.model.lora.enabled else 'full'}), {t.strategy}"
-        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}; "
+        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}"
+        f"{f', key tower {key_tower}' if key_tower != 'shared' else ''}"
+        f"{', every entity a candidate (bank)' if info.get('bank') is not None else ''}; "
         f"ready in {time.perf_counter() - started:.1f} s")
 
     # --- resume
@@ -118,26 +133,32 @@ def train_loop_per_worker(config: dict) -> None:
                     _, objective_sd = split_state(full)
                     save_hf_model(full, cfg.model, tokenizer, Path(d) / HF_DIR, kind=info["kind"],
                                   default_targets=objective_cls.default_lora_targets,
-                                  objective_state=objective.summarize_state(objective_sd))
+                                  objective_state=objective.summarize_state(objective_sd), key_tower=key_tower)
             if rank == 0:
                 state.save(Path(d))
                 log.save(Path(d))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
+    # --- this worker's rows, in memory: a fresh seeded order every epoch
+    world = ctx.get_world_size()
+    rows = _load_rows(ray.train.get_dataset_shard("train"), rank, world)
+    lengths = _row_lengths(rows)
+    per_epoch = batches_per_epoch(info["samples"], world, t.micro_batch_size)
+    if per_epoch == 0:
+        raise RuntimeError("a worker's share of the data holds no full micro-batch; "
+                           "lower train.micro_batch_size or raise data.max_samples")
+    refresh = getattr(cfg.objective, "bank_refresh_every", 0)
+
     # --- train
-    shard = ray.train.get_dataset_shard("train")
     window = Window()
     step_timer = time.perf_counter()
     parts = ["contrastive", "accuracy", "lm", "ce", "ce_with_rationale", "kl", "description"]
     while state.step < t.max_steps:
-        skip, used = state.micro_in_epoch, 0
-        batches = shard.iter_batches(batch_size=t.micro_batch_size, batch_format="numpy", drop_last=True,
-                                     local_shuffle_buffer_size=4 * t.micro_batch_size,
-                                     local_shuffle_seed=t.seed + state.epoch)
-        for i, raw in enumerate(batches):
-            if i < skip:
-                continue  # consumed before the checkpoint this run resumed from
-            batch, tokens = collate(raw, info["pad_id"], objective_cls.batch_keys)
+        order = epoch_batches(lengths, t.micro_batch_size, per_epoch, t.seed, state.epoch, rank,
+                              group_by_length=cfg.data.group_by_length)
+        for i in range(state.micro_in_epoch, per_epoch):
+            raw = {k: v[order[i]] for k, v in rows.items()}
+            batch, tokens = collate(raw, info["pad_id"], objective.batch_keys)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = engine.lr()  # the rate this micro-batch's optimiser step uses
             try:
@@ -149,7 +170,6 @@ def train_loop_per_worker(config: dict) -> None:
                     "in accelerator memory: lower train.micro_batch_size (raise train.grad_accum_steps to keep the "
                     "global batch) or data.max_length, set model.gradient_checkpointing: true, or use "
                     "train.zero_stage: 3") from exc
-            used += 1
             state.micro_in_epoch = i + 1
             state.tokens += tokens
             state.samples += t.micro_batch_size
@@ -158,6 +178,8 @@ def train_loop_per_worker(config: dict) -> None:
                 continue
             state.step += 1
             final = state.step >= t.max_steps
+            if refresh and state.step % refresh == 0 and not final:
+                _refresh_bank(engine.module, objective, info, device, world, rank)
             if state.step % t.log_every == 0 or final or state.step % t.checkpoint_every == 0:
                 steps_in_window = max(1, window.micro // t.grad_accum_steps)
                 row = {"step": state.step, "epoch": state.epoch, **window.reduce(device, t.measure_tensor_memory),
@@ -176,12 +198,63 @@ def train_loop_per_worker(config: dict) -> None:
             if final:
                 break
         else:
-            if used == 0 and skip == 0:
-                raise RuntimeError("this worker's data shard holds no full micro-batch; "
-                                   "lower train.micro_batch_size or raise data.max_samples")
             state.epoch += 1
             state.micro_in_epoch = 0
     say(f"done: {state.step} steps, {state.epoch} full epochs")
+
+
+def _load_rows(shard, rank: int, world: int) -> dict[str, np.ndarray]:
+    """This worker's rows of the whole dataset (every worker reads all of it:
+    ``datasets_to_split=[]``), as numpy columns in row order."""
+    from kgscale.train.order import local_rows
+
+    cols: dict[str, list] = {}
+    for batch in shard.iter_batches(batch_size=None, batch_format="numpy"):
+        for k, v in batch.items():
+            cols.setdefault(k, []).append(v)
+    table = {k: np.concatenate(v) for k, v in cols.items()}
+    keep = local_rows(table["row"], rank, world)
+    return {k: v[keep] for k, v in table.items()}
+
+
+def _row_lengths(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row's longest id sequence (the padding a micro-batch pays for)."""
+    seqs = [v for k, v in rows.items() if k.endswith("input_ids")]
+    n = len(next(iter(rows.values())))
+    out = np.zeros(n, dtype=np.int64)
+    for col in seqs:
+        out = np.maximum(out, np.fromiter((len(x) for x in col), dtype=np.int64, count=n))
+    return out
+
+
+def _refresh_bank(module, objective, info: dict, device, world: int, rank: int) -> None:
+    """Re-embed every entity with the current key tower: each worker its
+    share of the entities, then one all-gather."""
+    import ray
+    import torch.distributed as dist
+
+    from kgscale.models.embed import embed_ids
+    from kgscale.models.towers import query_and_key
+
+    views = ray.get(info["entity_views"])
+    _, key_trunk, _ = query_and_key(module.model, info["kind"])
+    n = len(views)
+    per = -(-n // world)
+    mine = views[rank * per:(rank + 1) * per]
+    was_training = key_trunk.training
+    key_trunk.eval()
+    emb = embed_ids(key_trunk, mine, objective.pooling, info["pad_id"], device=str(device),
+                    autocast_dtype=torch.bfloat16 if info.get("precision") == "bf16" else None)
+    key_trunk.train(was_training)
+    part = torch.zeros((per, objective.bank.shape[1]), dtype=torch.float32, device=device)
+    part[: len(mine)] = torch.from_numpy(emb).to(device)
+    if world > 1 and dist.is_initialized():
+        parts = [torch.empty_like(part) for _ in range(world)]
+        dist.all_gather(parts, part)
+        full = torch.cat(parts)[:n]
+    else:
+        full = part[:n]
+    objective.set_bank(full, objective.bank_valid)
 
 
 def _maybe_inject_fault(fault, rank: int, step: int, run_dir: Path) -> None:

@@ -31,6 +31,7 @@ import yaml
 
 from kgscale.config import ConfigError
 from kgscale.models.backbone import ModelLoadError, resolve, with_absolute_path
+from kgscale.models.training import resolve_precision
 from kgscale.objectives import objective_class
 from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
 from kgscale.samples.rejects import SampleRejects
@@ -38,6 +39,8 @@ from kgscale.train import TrainError
 from kgscale.train.config import TrainConfig
 
 RUN_SUFFIX = ".ray"
+KIND_EXAMPLES = {"causal": "smollm2-135m-instruct or tiny-llama (causal)", "encoder": "all-minilm-l6-v2 or tiny-bert (encoder)",
+                 "seq2seq": "tiny-bart or a BART/T5 directory (encoder-decoder)"}
 
 
 def run_dir_for(out: Path) -> Path:
@@ -80,10 +83,10 @@ def preflight(cfg: TrainConfig) -> Preflight:
         kind = model_kind(cfg.model)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model.model: cannot load {cfg.model.model!r}: {exc}") from exc
-    if kind != obj.model_kind:
-        example = "tiny-bart or a BART/T5 directory" if obj.model_kind == "seq2seq" else "smollm2-135m-instruct or tiny-llama"
-        raise ConfigError(f"model.model: objective {name} trains a {obj.model_kind} model but {cfg.model.model!r} is "
-                          f"{'an' if kind == 'encoder' else 'a'} {kind} model; use e.g. {example}")
+    if kind not in obj.model_kinds:
+        raise ConfigError(f"model.model: objective {name} trains {' or '.join(obj.model_kinds)} models but "
+                          f"{cfg.model.model!r} is {'an' if kind == 'encoder' else 'a'} {kind} model; use e.g. "
+                          f"{', '.join(KIND_EXAMPLES[k] for k in obj.model_kinds)}")
     tokenizer = prepare_tokenizer(cfg.model, obj.special_tokens)
     if name == "kilm" and tokenizer.mask_token_id is None:
         raise ConfigError(f"model.model: KILM needs a tokenizer with a mask token; {cfg.model.model!r} has none")
@@ -167,12 +170,17 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         table = sample_table(cfg, pre.snapshot, rejects)
         check_batch_fits(cfg, table.num_rows)
     with timer("tokenize"):
-        stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id)
+        stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id, pre.kind)
         ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.map_tasks)
-    info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id}
-    if cfg.objective.name in ("kalm", "kalm_contrastive") and cfg.objective.mask_known_triples:
-        info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
+    info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id,
+            "samples": table.num_rows, "precision": resolve_precision(cfg.model.precision, cfg.train.use_gpu)}
+    if cfg.objective.name in ("kalm", "kalm_contrastive"):
         info["num_answers"] = pre.snapshot.num_entities
+        if cfg.objective.mask_known_triples:
+            info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
+        if cfg.objective.entity_bank:
+            with timer("bank"):
+                info.update(entity_bank(cfg, pre))
     (run_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     t = cfg.train
@@ -187,6 +195,10 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
                              checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
                              failure_config=FailureConfig(max_failures=t.max_failures)),
         datasets={"train": ds},
+        # every worker reads the whole (small, tokenised) dataset and keeps its
+        # fixed share of rows: the order is then a function of (seed, epoch,
+        # rank) alone, the same after a resume (kgscale.train.order)
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
     )
     with timer("train"):
         try:
@@ -211,6 +223,30 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
             manifest = _manifest(tmp, cfg, pre, history, state, table.num_rows, truncated, rejects, run_dir,
                                  result.checkpoint.path, resume, started, timer)
     return manifest
+
+
+def entity_bank(cfg: TrainConfig, pre: Preflight) -> dict:
+    """The entity bank for ``objective.entity_bank``: every entity's key view
+    embedded by the starting model (the key tower as training starts) with
+    the evaluation's batch inference over the cluster, put in the object
+    store; and the key views' token ids, for re-embedding during the run."""
+    import numpy as np
+    import ray
+
+    from kgscale.eval.embedding import EmbedConfig, embed_texts
+    from kgscale.models.tokenize import truncate_texts, view_ids
+
+    texts = pre.snapshot.entity_texts
+    valid = np.array([bool(t) for t in texts])
+    views = truncate_texts(pre.tokenizer, [t or " " for t in texts], cfg.data.max_entity_length)
+    embed = EmbedConfig(max_length=cfg.data.max_length, max_entity_tokens=None,
+                        dtype="bfloat16" if resolve_precision(cfg.model.precision, cfg.train.use_gpu) == "bf16" else "float32")
+    bank = embed_texts(views, cfg.model, embed, role="key")
+    out = {"bank": ray.put((bank, valid))}
+    if cfg.objective.bank_refresh_every:
+        append_eos = pre.kind == "causal"
+        out["entity_views"] = ray.put([np.asarray(x, np.int32) for x in view_ids(pre.tokenizer, views, cfg.data.max_length, append_eos)])
+    return out
 
 
 def _root_cause(exc: BaseException) -> str:

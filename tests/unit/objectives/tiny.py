@@ -56,3 +56,13 @@ def random_rows(lengths: list[int], gen: torch.Generator, eos: bool = False) -> 
     if eos:
         rows = [r[:-1] + [EOS] for r in rows]
     return rows
+
+
+def tiny_bert(seed: int = 0):
+    """An encoder (mean pooling), as MiniLM is."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     max_position_embeddings=64, pad_token_id=PAD, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertModel(cfg, add_pooling_layer=False).train()
