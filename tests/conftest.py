@@ -24,6 +24,7 @@ def shared_datasets() -> Path:
 def _isolated_cache(tmp_path_factory):
     # Never read or write the user's ~/.cache/kgscale from tests.
     os.environ["KGSCALE_DATA_DIR"] = str(tmp_path_factory.mktemp("kgscale-cache"))
+    os.environ["KGSCALE_EMBED_CACHE"] = str(tmp_path_factory.mktemp("kgscale-embed-cache"))
     os.environ.pop("KGSCALE_MIRROR", None)
     yield
 

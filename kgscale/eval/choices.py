@@ -37,10 +37,14 @@ class MCQuestion:
     extra: dict = field(default_factory=dict)
 
 
-def read_mc_jsonl(path: str | Path, rejects, limit: int | None = None) -> list[MCQuestion]:
+def read_mc_jsonl(path: str | Path, rejects, limit: int | None = None, part: str = "all",
+                  holdout: float = 0.5) -> list[MCQuestion]:
     """Questions of a JSONL file (``id``, ``question``, ``choices.label``,
-    ``choices.text``, ``answer`` label); bad lines go to ``rejects`` (a
+    ``choices.text``, ``answer`` label) in ``part`` (:mod:`kgscale.kg.qa_parts`;
+    ``limit`` counts within it); bad lines go to ``rejects`` (a
     :class:`kgscale.kg.rejects.RejectLog`) with their byte offset and reason."""
+    from kgscale.kg.qa_parts import in_part
+
     out: list[MCQuestion] = []
     path = Path(path)
     offset = 0
@@ -62,8 +66,12 @@ def read_mc_jsonl(path: str | Path, rejects, limit: int | None = None) -> list[M
                 rejects.add(str(path), here, reason, line[:200])
                 continue
             labels = [str(x) for x in row["choices"]["label"]]
+            # the questions stage's rule (kgscale.synth.questions_qa), so rationales join on it
+            qid = str(row.get("id") if row.get("id") not in (None, "") else f"{path.name.split('.')[0]}:{lineno}")
+            if not in_part(qid, part, holdout):
+                continue
             out.append(MCQuestion(
-                id=str(row.get("id") if row.get("id") is not None else f"{path.stem}:{lineno}"),
+                id=qid,
                 question=str(row["question"]).strip(),
                 choices=[str(x).strip() for x in row["choices"]["text"]],
                 labels=labels,

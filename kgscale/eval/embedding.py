@@ -34,23 +34,57 @@ class EmbedConfig(PoolConfig):
     micro_batch_tokens: int = 16384
     # auto: bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere
     dtype: DTypeChoice = "auto"
-
-
-def truncate_entity_texts(texts: list[str], model: BackboneConfig, max_tokens: int | None) -> list[str]:
-    """Each text cut to its first ``max_tokens`` tokens of the model's tokenizer (as a string)."""
-    if max_tokens is None:
-        return list(texts)
-    from kgscale.models.inference import load_inference_tokenizer
-
-    tok = load_inference_tokenizer(model)
-    ids = tok(list(texts), add_special_tokens=False)["input_ids"] if texts else []
-    return [t if len(x) <= max_tokens else tok.decode(x[:max_tokens], clean_up_tokenization_spaces=False)
-            for t, x in zip(texts, ids)]
+    # reuse embeddings of the same texts by the same weights (kgscale.models.embed_cache)
+    cache: bool = True
 
 
 def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str = "query") -> np.ndarray:
     """float32 [len(texts), D] unit rows, in the order of ``texts``; ``role``
     ``key`` embeds with a two-tower model's key tower (entity views)."""
+    key = _cache_key(texts, model, cfg, role) if cfg.cache else None
+    if key is not None:
+        from kgscale.models import embed_cache
+
+        hit = embed_cache.load(key, len(texts))
+        if hit is not None:
+            return hit
+    out = _embed(texts, model, cfg, role)
+    if key is not None:
+        embed_cache.store(key, out)
+    return out
+
+
+def _cache_key(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str) -> str | None:
+    """The cache key, or None when the weights have no stable identity here
+    (a hub id, a tiny model built on the fly)."""
+    from pathlib import Path
+
+    from kgscale.models import embed_cache
+    from kgscale.models.backbone import resolve
+    from kgscale.models.embed import torch_dtype
+    from kgscale.models.inference import adapter_dir, base_config
+    from kgscale.models.towers import key_tower_dir
+
+    key_dir = key_tower_dir(model.model) if role == "key" else None
+    if key_dir is not None:
+        path = key_dir
+    elif adapter_dir(model) is not None and not (Path(model.model) / "config.json").is_file():
+        return None  # an adapter on a base elsewhere: both would need hashing
+    else:
+        path = resolve(base_config(model))
+    if not isinstance(path, Path) or not path.is_dir():
+        return None
+    try:
+        identity = embed_cache.weights_identity(path)
+    except FileNotFoundError:
+        return None
+    device = "cuda" if __import__("torch").cuda.is_available() else "cpu"
+    settings = {"pooling": cfg.pooling, "max_length": cfg.max_length, "dtype": str(torch_dtype(cfg.dtype, device)),
+                "device": device, "kind": model.kind}
+    return embed_cache.cache_key(identity, settings, texts)
+
+
+def _embed(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str) -> np.ndarray:
     from kgscale.models.embed import Embedder
 
     n = len(texts)
@@ -60,7 +94,8 @@ def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role:
     blocks = [table.slice(i, cfg.batch_size) for i in range(0, n, cfg.batch_size)] or [table]
     ds = ray.data.from_arrow(blocks).map_batches(
         Embedder,
-        fn_constructor_kwargs={"model": model.model_dump(), "pooling": cfg.pooling, "max_length": cfg.max_length,
+        # the backbone alone (a training run's ModelSettings carries LoRA and precision too)
+        fn_constructor_kwargs={"model": model.model_dump(include=set(BackboneConfig.model_fields)), "pooling": cfg.pooling, "max_length": cfg.max_length,
                                "dtype": cfg.dtype, "num_threads": threads(cfg), "micro_batch": cfg.micro_batch,
                                "micro_batch_tokens": cfg.micro_batch_tokens, "role": role},
         batch_size=cfg.batch_size,

@@ -23,12 +23,13 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from kgscale.eval.choices import ChoiceScorer, build_prompt, predictions, read_mc_jsonl
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.kgqa import Generator, questions_from_snapshot, read_questions, score
 from kgscale.eval.pool import PoolConfig, map_batches_args, threads
+from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part
 from kgscale.kg.rejects import RejectLog
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
 from kgscale.output import Timer, atomic_dir, write_manifest
@@ -47,6 +48,10 @@ class QAConfig(PoolConfig):
     kgqa: list[Path] = []
     kgqa_snapshot: Path | None = None
     kgqa_split: Literal["test", "valid", "train"] = "test"
+    # which part of each QA file to score (kgscale.kg.qa_parts: a fixed split by
+    # question id; `heldout` when a run trained on the `train` part)
+    part: Part = "all"
+    holdout: float = Field(DEFAULT_HOLDOUT, gt=0.0, lt=1.0)
     # only the first N questions of each file (a sample of N synthesised ones); None: all
     limit: int | None = None
     # tokens of context + choice; longer contexts lose tokens from the left
@@ -167,7 +172,8 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
     rationales, rationale_counts = read_rationales(cfg.rationales) if cfg.rationales else ({}, None)
 
     with timer("read"):
-        datasets = {dataset_name(f): (f, read_mc_jsonl(f, rejects, cfg.limit)) for f in files}
+        datasets = {dataset_name(f): (f, read_mc_jsonl(f, rejects, cfg.limit, part=cfg.part, holdout=cfg.holdout))
+                    for f in files}
         kgqa_sets: dict[str, list[dict]] = {}
         for f in cfg.kgqa:
             if not f.is_file():

@@ -53,7 +53,7 @@ def headline(result: StageResult) -> str:
         tps = last.get("tokens_per_s")
         return (f"{last.get('step')} steps, loss {_fmt(first.get('loss'))} -> {_fmt(last.get('loss'))}"
                 + (f", {tps:,.0f} tokens/s" if isinstance(tps, (int, float)) else ""))
-    if stage == "eval" and result.name.endswith("kgc"):
+    if stage == "eval" and result.name.startswith("eval/kgc"):
         both = _get(m, "metrics", "both") or _get(m, "both") or {}
         keys = [k for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10") if k in both]
         return ", ".join(f"{k.upper() if k in ('mrr', 'mr') else k} {_fmt(both[k])}" for k in keys) or "see metrics.json"
@@ -71,6 +71,33 @@ def headline(result: StageResult) -> str:
             acc.append(text)
         return "; ".join(acc) or "see metrics.json"
     return ""
+
+
+KGC_KEYS = ("mrr", "hits@1", "hits@3", "hits@10", "mr")
+
+
+def kgc_comparison(results: list[StageResult]) -> dict | None:
+    """The starting model's and the trained model's KG completion metrics
+    (both directions, filtered), when the run evaluated both."""
+    found = {}
+    for r in results:
+        if r.name in ("eval/kgc_start", "eval/kgc") and (Path(r.out) / "metrics.json").is_file():
+            m = json.loads((Path(r.out) / "metrics.json").read_text())
+            found["start" if r.name.endswith("_start") else "trained"] = {
+                "model": m["model"]["model"], "split": m["split"], "queries": m["queries"],
+                **{k: m["both"][k] for k in KGC_KEYS if k in m["both"]}}
+    return found if len(found) == 2 else None
+
+
+def comparison_text(cmp: dict) -> str:
+    """The starting and the trained model side by side, one line each."""
+    s, t = cmp["start"], cmp["trained"]
+    head = f"KG completion, {s['split']} ({s['queries']:,} queries, filtered, both directions):"
+    def line(label, m):
+        return (f"  {label:<9} MRR {m['mrr']:.4f}  Hits@1 {m['hits@1']:.4f}  Hits@3 {m['hits@3']:.4f}  "
+                f"Hits@10 {m['hits@10']:.4f}  MR {m['mr']:,.0f}   {m['model']}")
+    ratio = f"  trained / start: MRR x{t['mrr'] / s['mrr']:.2f}" if s["mrr"] else ""
+    return "\n".join([head, line("start", s), line("trained", t)]) + ("\n" + ratio if ratio else "")
 
 
 # metrics.jsonl keys that are not loss parts

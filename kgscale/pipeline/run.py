@@ -86,6 +86,7 @@ class Pipeline:
         self.storage = RunStorage(self.run.dir, self.run.local_dir)
         self.dir = self.storage.local
         self.fp: dict[str, str] = {}
+        self.starts: dict[str, tuple[dict, list[str]]] = {}
         self.results: list[StageResult] = []
         self.plan: list[tuple[str, Path, str, Callable[[], Any]]] = []
         self._build()
@@ -214,30 +215,48 @@ class Pipeline:
         model = sec.setdefault("model", {})
         model["model"], refs = self._model_ref(model.get("model"), f"{where}.model.model")
         upstream += refs
+        # what this run starts from, for evaluating it beside the trained model
+        self.starts[name] = ({k: v for k, v in model.items() if k in ("model", "gguf_file", "kind", "seed")}, refs)
         sec.setdefault("train", {})["out"] = str(self.out("train", name))
         cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
         fp = fingerprint(where, cfg.model_dump(mode="json", exclude={"ray"}), upstream)
         self._add(f"train/{name}", self.out("train", name), fp, lambda: run_train(cfg, overwrite=True))
 
     def _eval_kgc(self, sec: dict) -> None:
-        from kgscale.eval.embedding import EmbedConfig
-        from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
         from kgscale.models.backbone import BackboneConfig
 
         sec = copy.deepcopy(sec)
         _need(self.data, "eval.kgc", "ingest")
         model = sec.pop("model", None)
         model = {"model": model} if isinstance(model, str) or model is None else model
-        model["model"], refs = self._model_ref(model.get("model"), "eval.kgc.model")
+        ref = model.get("model")
+        # a trained model is evaluated beside the model its run started from,
+        # with identical settings, unless `compare_start: false`
+        compare = sec.pop("compare_start", True)
+        if not isinstance(compare, bool):
+            raise ConfigError(f"eval.kgc.compare_start: must be true or false (got {compare!r})")
+        model["model"], refs = self._model_ref(ref, "eval.kgc.model")
         bb = build(BackboneConfig, model, source=self.source, section="eval.kgc.model")
+        if compare and isinstance(ref, str) and ref.startswith("@"):
+            start, start_refs = self.starts[ref[1:]]
+            self._kgc_stage("eval/kgc_start", build(BackboneConfig, start, source=self.source, section="eval.kgc.model"),
+                            start_refs, sec)
+        self._kgc_stage("eval/kgc", bb, refs, sec)
+
+    def _kgc_stage(self, name: str, bb, refs: list[str], sec: dict) -> None:
+        from kgscale.eval.embedding import EmbedConfig
+        from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+
+        sec = copy.deepcopy(sec)
+        sec.pop("model", None)
         embed = build(EmbedConfig, sec.pop("embed", {}) or {}, source=self.source, section="eval.kgc.embed")
         rank = build(RankConfig, sec.pop("rank", {}) or {}, source=self.source, section="eval.kgc.rank")
-        cfg = build(KGCConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("eval", "kgc")),
+        cfg = build(KGCConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out(*name.split("/"))),
                                 "overwrite": True}, source=self.source, section="eval.kgc")
         config = {"kgc": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}), "model": bb.model_dump(),
                   "embed": embed.model_dump(mode="json"), "rank": rank.model_dump(mode="json")}
-        fp = fingerprint("eval/kgc", config, [self.fp["ingest"], *refs])
-        self._add("eval/kgc", cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
+        fp = fingerprint(name, config, [self.fp["ingest"], *refs])
+        self._add(name, cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
 
     def _eval_qa(self, sec: dict) -> None:
         from kgscale.eval.qa import QAConfig, run_qa

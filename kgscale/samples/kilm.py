@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from kgscale.kg.graph import CSRGraph
 from kgscale.kg.snapshot import ENTITIES, Snapshot
-from kgscale.samples.kalm import _relation_texts
 from kgscale.samples.rejects import SampleRejects
 
 
@@ -41,7 +40,7 @@ def kilm_samples(snapshot: Snapshot, neighbours: int = 4, seed: int = 0, rejects
     names = np.empty(snapshot.num_entities, dtype=object)
     names[ids] = [(n or "").strip() for n in ents["name"].to_pylist()]
     descriptions = [(d or "").strip() for d in ents["description"].to_pylist()]
-    relations = _relation_texts(snapshot)
+    relations = np.array(snapshot.relation_texts, dtype=object)
     degree = graph.degree()
     out: dict[str, list] = {"entity_id": [], "name": [], "description": [], "context": []}
     for row, (e, desc) in enumerate(zip(ids, descriptions)):

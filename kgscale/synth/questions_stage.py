@@ -15,8 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pydantic import Field
+
 from kgscale.config import StrictModel
 from kgscale.kg.graph import CSRGraph
+from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part, in_part
 from kgscale.kg.snapshot import Snapshot
 from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
 from kgscale.synth import SynthInputError
@@ -36,6 +39,10 @@ class QuestionsConfig(StrictModel):
     out: Path
     # split label of QA rows; default: from the file name ("x.validation.jsonl" -> "validation")
     split: str | None = None
+    # which part of a QA file to keep (kgscale.kg.qa_parts: a fixed split by
+    # question id, so a run can train on one part and score the other)
+    part: Part = "all"
+    holdout: float = Field(DEFAULT_HOLDOUT, gt=0.0, lt=1.0)
     # linking actors, and lines a map_batches call links
     workers: int = 2
     batch_size: int = 256
@@ -77,6 +84,11 @@ def run_questions(cfg: QuestionsConfig, link: LinkConfig, kg: KGQuestionsConfig,
             index = build_name_index(snapshot, link)
         with timer("link"):
             table, link_stats = _link_file(path, index, cfg, link, rejects, split, ray_cfg)
+        if cfg.part != "all":
+            keep = [in_part(q, cfg.part, cfg.holdout) for q in table["question_id"].to_pylist()]
+            link_stats["part"] = {"kept": cfg.part, "holdout": cfg.holdout, "questions_in_part": int(sum(keep)),
+                                  "questions_in_other_part": int(len(keep) - sum(keep))}
+            table = table.filter(pa.array(keep, pa.bool_()))
         inputs = {"source": str(path), "bytes": os.path.getsize(path), "sha256": file_sha256(path), "snapshot": str(cfg.snapshot)}
         extra = {"linking": {**link_stats, "index_names": len(index.names)},
                  "config": {"questions": cfg.model_dump(mode="json"), "link": link.model_dump()}}

@@ -52,12 +52,28 @@ def save_hf_model(state: dict[str, torch.Tensor], cfg: ModelSettings, tokenizer,
     if key_tower != "shared":
         query = {k[len("query."):]: v for k, v in model_state.items() if k.startswith("query.")}
         key = {k[len("key."):]: v for k, v in model_state.items() if k.startswith("key.")}
-        key_cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}) if key_tower == "frozen" else cfg
-        _save_one(key, key_cfg, tokenizer, out / KEY_TOWER, default_targets=default_targets, kind=kind)
+        if key_tower == "frozen":
+            _copy_model_files(resolve(cfg), out / KEY_TOWER)
+        else:
+            _save_one(key, cfg, tokenizer, out / KEY_TOWER, default_targets=default_targets, kind=kind)
         model_state = query
     _save_one(model_state, cfg, tokenizer, out, default_targets=default_targets, kind=kind)
     (out / OBJECTIVE).write_text(json.dumps(objective_state or {}, indent=2) + "\n")
     return out
+
+
+def _copy_model_files(src, dst: Path) -> None:
+    """A frozen key tower is the starting model: its files, byte for byte
+    (so its embeddings are the starting model's, and cached ones are reused)."""
+    import shutil
+
+    src = Path(src)
+    if not src.is_dir():
+        raise RuntimeError(f"the frozen key tower's starting model {src} is not a local directory to copy")
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        if p.is_file():
+            shutil.copy2(p, dst / p.name)
 
 
 def _save_one(model_state: dict[str, torch.Tensor], cfg: ModelSettings, tokenizer, out: Path, *,

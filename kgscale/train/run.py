@@ -238,10 +238,15 @@ def entity_bank(cfg: TrainConfig, pre: Preflight) -> dict:
 
     texts = pre.snapshot.entity_texts
     valid = np.array([bool(t) for t in texts])
+    # the strings and settings evaluation embeds entities with, so the
+    # embedding cache serves both (kgscale.models.embed_cache)
     views = truncate_texts(pre.tokenizer, [t or " " for t in texts], cfg.data.max_entity_length)
     embed = EmbedConfig(max_length=cfg.data.max_length, max_entity_tokens=None,
                         dtype="bfloat16" if resolve_precision(cfg.model.precision, cfg.train.use_gpu) == "bf16" else "float32")
-    bank = embed_texts(views, cfg.model, embed, role="key")
+    rows = np.flatnonzero(valid)
+    emb = embed_texts([views[i] for i in rows], cfg.model, embed, role="key")
+    bank = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
+    bank[rows] = emb
     out = {"bank": ray.put((bank, valid))}
     if cfg.objective.bank_refresh_every:
         append_eos = pre.kind == "causal"

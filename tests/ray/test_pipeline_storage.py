@@ -44,7 +44,7 @@ def test_a_run_kept_in_s3_continues_on_another_machine(tmp_path, s3, capsys):
         manifest = json.loads(f.read())
     assert manifest["counts"]["triples"] == {"train": 3, "valid": 1, "test": 1} and manifest["fingerprint"]
     with fs.open_input_stream("kgscale-runs/team/try1/summary.json") as f:
-        assert json.loads(f.read())[0]["stage"] == "ingest"
+        assert json.loads(f.read())["stages"][0]["stage"] == "ingest"
 
     # a second machine: the snapshot is current in S3, so it is copied, not ingested again
     assert main(["run", str(config), f"run.local_dir={tmp_path / 'machine2'}"]) == 0

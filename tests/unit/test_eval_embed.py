@@ -77,14 +77,13 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_entity_texts_are_cut_by_tokens_before_views_are_composed():
-    from kgscale.eval.embedding import truncate_entity_texts
+    from kgscale.models.tokenize import truncate_texts
 
     tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
     texts = ["dog: a domestic animal that barks at strangers", "cat"]
-    cut = truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), 3)
+    cut = truncate_texts(tok, texts, 3)
     assert cut[1] == "cat" and cut[0] == tok.decode(tok(texts[0], add_special_tokens=False)["input_ids"][:3])
     assert len(tok(cut[0], add_special_tokens=False)["input_ids"]) == 3
-    assert truncate_entity_texts(texts, BackboneConfig(model="tiny-llama"), None) == texts
 
 
 def test_encoder_decoder_embeds_with_its_encoder_mean():
