@@ -37,6 +37,9 @@ class ModelSettings(BackboneConfig):
     lora: LoraSettings = LoraSettings()
     # recompute activations in the backward pass: less memory, ~30% more compute
     gradient_checkpointing: bool = False
+    # modules (name prefixes, e.g. embeddings.word_embeddings) kept at their
+    # starting weights in full fine-tuning: no gradient, no optimiser state
+    frozen_modules: list[str] = []
     # auto: bf16 on GPUs and on CPUs with bf16 matrix units (kgscale.models.precision), else fp32
     precision: Precision = "auto"
 
@@ -146,6 +149,16 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
     if cfg.gradient_checkpointing:
         # non-reentrant checkpointing works with frozen inputs (LoRA) and ZeRO-3
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.frozen_modules:
+        names = [n for n, _ in model.named_parameters()]
+        for prefix in cfg.frozen_modules:
+            hit = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+            if not hit:
+                raise ModelLoadError(f"model.frozen_modules: {prefix!r} names no parameters of this model "
+                                     f"(e.g. {', '.join(sorted({n.rsplit('.', 2)[0] for n in names})[:6])})")
+        for n, p in model.named_parameters():
+            if any(n == x or n.startswith(x + ".") for x in cfg.frozen_modules):
+                p.requires_grad_(False)
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 

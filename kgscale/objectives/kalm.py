@@ -162,6 +162,10 @@ class KaLMContrastiveSettings(StrictModel):
     # re-embed the whole bank every N optimiser steps (0: never; a frozen key
     # tower's bank is exact and never needs it)
     bank_refresh_every: int = Field(0, ge=0)
+    # also the t -> hr direction (each key against the batch's queries), as
+    # KaLM averages both; with a bank the hr -> t direction already ranks
+    # against every entity and the in-batch t -> hr term mostly halves its weight
+    both_directions: bool = True
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -229,7 +233,8 @@ class KaLMContrastive(Objective):
     def __init__(self, margin: float = 0.02, temperature: float = 0.05, learn_temperature: bool = True,
                  gather_negatives: bool = False, known_pairs: torch.Tensor | None = None,
                  num_answers: int | None = None, key_tower: str = "shared", self_negatives: str = "none",
-                 entity_bank: bool = False, bank_refresh_every: int = 0, kind: str = "causal") -> None:
+                 entity_bank: bool = False, bank_refresh_every: int = 0, both_directions: bool = True,
+                 kind: str = "causal") -> None:
         super().__init__()
         if known_pairs is not None and num_answers is None:
             raise ValueError("known_pairs are keys query * num_answers + answer: num_answers is required with them")
@@ -239,6 +244,7 @@ class KaLMContrastive(Objective):
         self.gather_negatives = gather_negatives
         self.key_tower, self.self_negatives, self.entity_bank = key_tower, self_negatives, entity_bank
         self.bank_refresh_every = bank_refresh_every
+        self.both_directions = both_directions
         self.kind = kind
         self.pooling = "last" if kind == "causal" else "mean"
         # shape [1], not a 0-d scalar: DeepSpeed broadcasts parameters as byte views
@@ -348,10 +354,13 @@ class KaLMContrastive(Objective):
         loss_q, _ = info_nce_scores(sims, targets, ex, self.margin, inv_t)
 
         # t -> hr: candidates are every query in view; exclude queries that t_i also answers
-        anchors = k if k is not None else self.bank[answer_id]
-        ex_k = true_pair_mask(qid_all, answer_id, qid_all, aid_all, self.known_pairs, num_answers).T
-        loss_k, _ = info_nce(anchors, q_all, rows + offset, ex_k, self.margin, inv_t)
-        loss = (loss_q + loss_k) / 2
+        if self.both_directions:
+            anchors = k if k is not None else self.bank[answer_id]
+            ex_k = true_pair_mask(qid_all, answer_id, qid_all, aid_all, self.known_pairs, num_answers).T
+            loss_k, _ = info_nce(anchors, q_all, rows + offset, ex_k, self.margin, inv_t)
+            loss = (loss_q + loss_k) / 2
+        else:
+            loss = loss_q
 
         with torch.no_grad():
             if use_bank and k is not None and self.key_tower != "frozen":
