@@ -13,7 +13,11 @@ metrics window for the warmup and one for the timed steps, so Ray Train's
 report and its bookkeeping are inside the measurement, its worker start-up
 and the final export are not). Then, with ``--workers`` workers, the peak
 memory per worker and tokens/s for ZeRO stages 0 to 3 (full fine-tuning by
-default, so that there are optimiser states to partition).
+default, so that there are optimiser states to partition). With
+``--precisions fp32 bf16`` it also trains the same seed through Ray Train in
+each precision (bf16: autocast on a CPU with bf16 matrix units, DeepSpeed's
+bf16 on a GPU) and reports tokens/s, their ratio, and how closely the bf16
+loss curve tracks the fp32 one step by step.
 
 Prints a table and a final JSON line: medians, the ratio Ray/plain and the
 overhead (goal: at most 10%).
@@ -33,11 +37,11 @@ from pathlib import Path
 import torch
 
 
-def build_config(args, out: Path, steps: int | None = None, **train) -> dict:
+def build_config(args, out: Path, steps: int | None = None, precision: str | None = None, **train) -> dict:
     steps = steps or args.steps
     return {
         "objective": {"name": "kalm", "lm_weight": 0.01},
-        "model": {"model": args.model, "lora": {"enabled": not args.full}},
+        "model": {"model": args.model, "lora": {"enabled": not args.full}, "precision": precision or args.precision},
         "data": {"snapshot": args.snapshot, "max_samples": args.samples, "max_length": args.max_length, "seed": 0},
         "train": {"out": str(out), "micro_batch_size": args.micro_batch, "max_steps": 2 * steps,
                   "log_every": steps, "checkpoint_every": 10**6, "lr": 1e-4, **train},
@@ -47,10 +51,10 @@ def build_config(args, out: Path, steps: int | None = None, **train) -> dict:
 
 def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     """The baseline: one process, no Ray, no DeepSpeed."""
-    from kgscale.models.training import load_for_training, prepare_tokenizer
+    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
-    from kgscale.train.engines import make_optimizer
+    from kgscale.train.engines import autocast, make_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.train.seed)
@@ -58,8 +62,9 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     tok = prepare_tokenizer(cfg.model, obj_cls.special_tokens)
     model = load_for_training(cfg.model, tokenizer=tok, default_targets=obj_cls.default_lora_targets)
     module = TrainModule(model, build_objective(cfg.objective))
+    precision = resolve_precision(cfg.model.precision, False)
     opt, sched = make_optimizer(module, cfg.train)
-    batches = [collate(b, tok.pad_token_id, obj_cls.batch_keys)
+    batches = [collate(b, tok.pad_token_id, module.objective.batch_keys)
                for b in ds.iter_batches(batch_size=cfg.train.micro_batch_size, batch_format="numpy", drop_last=True)]
     tokens = 0
     start = None
@@ -67,7 +72,8 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
         if step == steps:
             tokens, start = 0, time.perf_counter()
         batch, n = batches[step % len(batches)]
-        out = module(batch)
+        with autocast(precision, "cpu"):
+            out = module(batch)
         out.loss.backward()
         if cfg.train.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.train.grad_clip)
@@ -79,19 +85,25 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def ray_run(args, tmp: Path, name: str, steps: int | None = None, **train) -> dict:
+def ray_run(args, tmp: Path, name: str, steps: int | None = None, precision: str | None = None,
+            log_every: int | None = None, **train) -> dict:
     from kgscale.config import build
     from kgscale.train.config import TrainConfig
     from kgscale.train.run import run_train
 
     steps = steps or args.steps
-    cfg = build(TrainConfig, build_config(args, tmp / name, steps, **train))
+    data = build_config(args, tmp / name, steps, precision)
+    if log_every:
+        data["train"]["log_every"] = log_every
+    data["train"].update(train)
+    cfg = build(TrainConfig, data)
     manifest = run_train(cfg, overwrite=True)
     rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if r.get("step") == 2 * steps][-1]
     return {"tokens_per_s": timed["tokens_per_s"], "peak_memory_mb": timed["peak_memory_mb"],
             "memory_mb": timed["memory_mb"], "tensor_memory_mb": timed.get("tensor_memory_mb"),
-            "loss": manifest["loss"], "s_per_step": timed["s_per_step"]}
+            "loss": manifest["loss"], "s_per_step": timed["s_per_step"],
+            "losses": [r["loss"] for r in rows if "loss" in r]}
 
 
 def main() -> None:
@@ -109,6 +121,10 @@ def main() -> None:
     p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
     p.add_argument("--memory-steps", type=int, default=1, help="timed (and warmup) steps a ZeRO stage runs")
     p.add_argument("--stages", type=int, nargs="+", default=[0, 1, 2, 3], help="ZeRO stages of the memory part")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
+                   help="precision of the plain/Ray comparison")
+    p.add_argument("--precisions", nargs="*", default=[], choices=["fp32", "bf16"],
+                   help="also train the same seed in each precision (tokens/s, loss curves)")
     args = p.parse_args()
 
     from kgscale.config import build
@@ -131,7 +147,7 @@ def main() -> None:
     pre = preflight(cfg)
     from kgscale.objectives import objective_class
 
-    stage, kwargs = tokenizer_stage(cfg, objective_class("kalm").special_tokens, None)
+    stage, kwargs = tokenizer_stage(cfg, objective_class("kalm").special_tokens, None, pre.kind)
     ds, _ = tokenized_dataset(sample_table(cfg, pre.snapshot, SampleRejects()), stage, kwargs)
 
     plain, ray_ = [], []
@@ -143,6 +159,18 @@ def main() -> None:
     plain_tps = statistics.median(r["tokens_per_s"] for r in plain) if plain else float("nan")
     ray_tps = statistics.median(r["tokens_per_s"] for r in ray_) if ray_ else float("nan")
     ratio = ray_tps / plain_tps
+
+    by_precision = {}
+    for prec in args.precisions:
+        r = ray_run(args, tmp, f"prec_{prec}", precision=prec, log_every=1, num_workers=1,
+                    cpus_per_worker=args.threads, zero_stage=0)
+        by_precision[prec] = {"tokens_per_s": round(r["tokens_per_s"], 1), "losses": [round(x, 4) for x in r["losses"]]}
+        print(f"{prec}: {r['tokens_per_s']:,.0f} tok/s (Ray Train, 1 worker, {args.threads} threads)", flush=True)
+    if {"fp32", "bf16"} <= set(by_precision):
+        f, b = by_precision["fp32"], by_precision["bf16"]
+        diffs = [abs(x - y) / max(abs(x), 1e-9) for x, y in zip(f["losses"], b["losses"])]
+        by_precision["bf16_over_fp32"] = round(b["tokens_per_s"] / f["tokens_per_s"], 3)
+        by_precision["loss_max_relative_difference"] = round(max(diffs), 4)
 
     zero = {}
     if args.workers:
@@ -164,6 +192,13 @@ def main() -> None:
     print(f"  plain PyTorch loop, {args.threads} threads:      {plain_tps:10,.0f} tokens/s")
     print(f"  Ray Train + DeepSpeed ZeRO-0, 1 worker:  {ray_tps:10,.0f} tokens/s  (ratio {ratio:.3f}, "
           f"overhead {100 * (1 - ratio):+.1f}%)")
+    if "bf16_over_fp32" in by_precision:
+        f, b = by_precision["fp32"], by_precision["bf16"]
+        print(f"  fp32 {f['tokens_per_s']:,.0f} tokens/s, bf16 {b['tokens_per_s']:,.0f} tokens/s: "
+              f"bf16 x{by_precision['bf16_over_fp32']:.2f}; loss per step, fp32 vs bf16 (same seed):")
+        for i, (x, y) in enumerate(zip(f["losses"], b["losses"]), 1):
+            print(f"    step {i:3d}  {x:8.4f}  {y:8.4f}")
+        print(f"  largest relative difference {100 * by_precision['loss_max_relative_difference']:.2f}%")
     for s, z in zero.items():
         print(f"  ZeRO-{s} x {args.workers} workers ({'LoRA' if args.memory_lora else 'full'}): "
               f"{z['tensor_memory_mb_per_worker']:8,.0f} MB live tensors, RSS {z['peak_memory_mb_per_worker']:8,.0f} MB "
@@ -174,7 +209,8 @@ def main() -> None:
                       "ratio": round(ratio, 4), "overhead_pct": round(100 * (1 - ratio), 2),
                       "plain_runs": [round(r["tokens_per_s"], 1) for r in plain],
                       "ray_runs": [round(r["tokens_per_s"], 1) for r in ray_],
-                      "zero_memory": zero, "memory_full_finetune": not args.memory_lora}))
+                      "zero_memory": zero, "memory_full_finetune": not args.memory_lora,
+                      "precision": args.precision, "by_precision": by_precision}))
 
 
 if __name__ == "__main__":

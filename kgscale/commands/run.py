@@ -18,7 +18,8 @@ def run(args) -> int:
     import time
 
     from kgscale import config as cfgmod
-    from kgscale.pipeline.report import comparison_text, headline, kgc_comparison, plot_training, table
+    from kgscale.pipeline.report import (comparison_text, headline, kgc_comparison, plot_training, qa_comparison,
+                                         qa_comparison_text, table)
     from kgscale.pipeline.run import Pipeline
 
     data = cfgmod.read_yaml(args.config_path)
@@ -40,11 +41,11 @@ def run(args) -> int:
     summary = table(results)
     png = plot_training(results, pipeline.dir / "training_curves.png")
     summary_json = pipeline.dir / "summary.json"
-    cmp = kgc_comparison(results)
+    cmp, qa_cmp = kgc_comparison(results), qa_comparison(results)
     summary_json.write_text(json.dumps(
         {"stages": [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2), "out": str(r.out),
                      "fingerprint": r.fingerprint, "result": headline(r)} for r in results],
-         "kgc": cmp}, indent=2) + "\n")
+         "kgc": cmp, "qa": qa_cmp}, indent=2) + "\n")
     for path in (summary_json, png):
         if path:
             pipeline.storage.push_file(path)
@@ -52,6 +53,8 @@ def run(args) -> int:
     print(summary)
     if cmp:
         print(comparison_text(cmp))
+    if qa_cmp:
+        print(qa_comparison_text(qa_cmp))
     where = f"{pipeline.storage} (working copy {pipeline.dir})" if pipeline.storage.remote else pipeline.dir
     print(f"kgscale run: {len(results)} stages in {where} ({ran} ran, {len(results) - ran} current) in "
           f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + ".")

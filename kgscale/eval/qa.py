@@ -124,6 +124,17 @@ def _accuracy(pred: np.ndarray, gold: np.ndarray) -> float | None:
     return float(np.mean(pred == gold)) if len(gold) else None
 
 
+def bootstrap_interval(correct: np.ndarray, draws: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% percentile-bootstrap interval of the accuracy (questions resampled
+    with replacement, ``draws`` times, seeded)."""
+    correct = np.asarray(correct, dtype=np.float64)
+    if not len(correct):
+        return None
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), size=(draws, len(correct)))].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+
+
 def _score_choices(rows: pa.Table, model: BackboneConfig, cfg: QAConfig) -> pa.Table:
     import ray
 
@@ -225,6 +236,7 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
                 "questions": int(base.sum()),
                 "chance": float(np.mean(1.0 / n_choices[base])),
                 "no_rationale": {"count": int(base.sum()), "accuracy": _accuracy(by_mean[base], gold[base]),
+                                 "ci95": bootstrap_interval(by_mean[base] == gold[base]),
                                  "accuracy_by_sum": _accuracy(by_sum[base], gold[base])},
             }
             if cfg.rationales:

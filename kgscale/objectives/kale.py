@@ -80,8 +80,14 @@ class KALE(Objective):
             mask, targets = shifted_label_positions(batch[f"{prefix}_labels"])
             return head(hidden[:, :-1][mask]), targets
 
-        logits_with, targets_with = answer_logits("with")
         logits_without, targets = answer_logits("without")
+        if self.kl_weight == 0 and self.rationale_ce_weight == 0:
+            # plain SFT on question -> answer (KALE's baseline): the rationale
+            # view would only cost a forward pass
+            ce = masked_token_ce(logits_without, targets)
+            return ObjectiveOutput(ce, {"loss": ce.detach(), "ce": ce.detach(),
+                                        "answer_tokens": torch.tensor(float(targets.numel()))})
+        logits_with, targets_with = answer_logits("with")
         if not torch.equal(targets_with, targets):
             raise ValueError("the answer tokens differ between the views with and without the rationale")
         loss, parts = kale_loss(logits_without, logits_with, targets, self.kl_weight, self.rationale_ce_weight)

@@ -100,6 +100,33 @@ def comparison_text(cmp: dict) -> str:
     return "\n".join([head, line("start", s), line("trained", t)]) + ("\n" + ratio if ratio else "")
 
 
+def qa_comparison(results: list[StageResult]) -> dict | None:
+    """Multiple-choice accuracy (no rationale in context) of every QA stage
+    of the run, with its 95% bootstrap interval, when there are two or more."""
+    found = {}
+    for r in results:
+        if r.name.startswith("eval/qa") and (Path(r.out) / "metrics.json").is_file():
+            m = json.loads((Path(r.out) / "metrics.json").read_text())
+            label = r.name[len("eval/qa_"):] if r.name != "eval/qa" else "trained"
+            for name, d in (m.get("multiple_choice") or {}).items():
+                nr = d.get("no_rationale") or {}
+                found.setdefault(name, {})[label] = {"model": m["model"]["model"], "questions": d.get("questions"),
+                                                     "accuracy": nr.get("accuracy"), "ci95": nr.get("ci95")}
+    return found if any(len(v) > 1 for v in found.values()) else None
+
+
+def qa_comparison_text(cmp: dict) -> str:
+    lines = []
+    for name, by_model in cmp.items():
+        n = next(iter(by_model.values()))["questions"]
+        lines.append(f"{name} multiple choice ({n:,} questions, no rationale in context):")
+        for label, m in by_model.items():
+            ci = m["ci95"]
+            lines.append(f"  {label:<9} accuracy {m['accuracy']:.4f}" + (f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+                         + f"   {m['model']}")
+    return "\n".join(lines)
+
+
 # metrics.jsonl keys that are not loss parts
 NOT_LOSSES = {"step", "epoch", "lr", "temperature", "tokens_per_s", "samples_per_s", "window_s", "peak_memory_mb",
               "s_per_step", "time", "answer_tokens", "accuracy", "candidates", "pos_cosine", "tokens", "samples", "grad_norm", "completion_tokens"}

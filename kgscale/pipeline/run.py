@@ -259,13 +259,34 @@ class Pipeline:
         self._add(name, cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
 
     def _eval_qa(self, sec: dict) -> None:
+        sec = copy.deepcopy(sec)
+        primary = sec.get("model")
+        # other models scored with identical settings, each its own stage
+        # eval/qa_<name>: "@NAME" (another training run) or "start" (the model
+        # the primary run started from)
+        compare = sec.pop("compare", []) or []
+        if not isinstance(compare, list):
+            raise ConfigError("eval.qa.compare: must be a list of models (\"@NAME\" or \"start\")")
+        for ref in compare:
+            if ref == "start":
+                if not (isinstance(primary, str) and primary.startswith("@")):
+                    raise ConfigError("eval.qa.compare: \"start\" needs eval.qa.model to name a training run (\"@NAME\")")
+                start, _ = self.starts[primary[1:]]
+                self._qa_stage("eval/qa_start", {**sec, "model": start})
+            elif isinstance(ref, str) and ref.startswith("@"):
+                self._qa_stage(f"eval/qa_{ref[1:]}", {**sec, "model": ref})
+            else:
+                raise ConfigError(f"eval.qa.compare: {ref!r} is neither \"@NAME\" nor \"start\"")
+        self._qa_stage("eval/qa", sec)
+
+    def _qa_stage(self, name: str, sec: dict) -> None:
         from kgscale.eval.qa import QAConfig, run_qa
         from kgscale.models.backbone import BackboneConfig
 
         sec = copy.deepcopy(sec)
         model = sec.pop("model", None)
         model = {"model": model} if isinstance(model, str) or model is None else model
-        model["model"], refs = self._model_ref(model.get("model"), "eval.qa.model")
+        model["model"], refs = self._model_ref(model.get("model"), f"{name.replace('/', '.')}.model")
         bb = build(BackboneConfig, model, source=self.source, section="eval.qa.model")
         upstream = list(refs)
         # with a rationale stage in the run, QA is scored with and without them
@@ -278,11 +299,11 @@ class Pipeline:
             upstream.append(self.fp["ingest"])
         data_refs = [str(p) for p in sec.get("data", []) or []]
         sec["data"] = [resolve_reference(p) for p in data_refs]
-        cfg = build(QAConfig, {**sec, "out": str(self.out("eval", "qa")), "overwrite": True},
+        cfg = build(QAConfig, {**sec, "out": str(self.out(*name.split("/"))), "overwrite": True},
                     source=self.source, section="eval.qa")
         config = {"qa": cfg.model_dump(mode="json", exclude={"out", "overwrite", "data"}), "model": bb.model_dump()}
-        fp = fingerprint("eval/qa", config, upstream, [_source_stamp(p) for p in data_refs])
-        self._add("eval/qa", cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
+        fp = fingerprint(name, config, upstream, [_source_stamp(p) for p in data_refs])
+        self._add(name, cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
 
     # -- running ----------------------------------------------------------
     def execute(self, progress: Callable[[str], None] = print) -> list[StageResult]:

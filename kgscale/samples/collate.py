@@ -40,7 +40,10 @@ def collate(batch: dict[str, np.ndarray], pad_id: int, keys: tuple[str, ...] | N
     (an objective's ``batch_keys``); None keeps all."""
     out: dict[str, torch.Tensor] = {}
     tokens = 0
+    wanted = None if keys is None else set(keys)
     for name, col in batch.items():
+        if wanted is not None and name not in wanted and not name.endswith("input_ids"):
+            continue  # a column the objective does not read (a row id, KILM's noise inputs)
         rows = _rows(col) if name.endswith(("input_ids", "labels", "_mask")) else []
         if not rows:
             out[name] = torch.from_numpy(np.array(col))  # a copy: Ray hands out read-only arrays

@@ -136,7 +136,9 @@ class KILMTokenize(_Tokenize):
     Target: ``BOS <ent> name</ent><ent_desc> name<sep> description</ent_desc>
     context EOS``; source: the same with the description replaced by one mask
     and text infilling on the context. The noise is drawn from (seed, entity id)
-    so a sample is the same in every run."""
+    so a sample is the same in every run; ``prefix_length`` and
+    ``context_ids`` let the training worker draw it afresh every epoch
+    (:func:`renoise`, from (seed, epoch, entity id))."""
 
     def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int, decoder_start_token_id: int,
                  mask_ratio: float = 0.3, poisson_lambda: float = 3.0, max_description_length: int = 64,
@@ -157,7 +159,8 @@ class KILMTokenize(_Tokenize):
         descs = token_ids(self.tok, [" " + d for d in batch["description"]])
         contexts = token_ids(self.tok, [" " + c for c in batch["context"]])
         bos = [self.bos] if self.bos is not None else []
-        cols: dict[str, list] = {"input_ids": [], "labels": [], "decoder_input_ids": [], "description_mask": []}
+        cols: dict[str, list] = {"input_ids": [], "labels": [], "decoder_input_ids": [], "description_mask": [],
+                                 "prefix_length": [], "context_ids": [], "entity_id": []}
         truncated = []
         for eid, name, desc, ctx in zip(batch["entity_id"], names, descs, contexts):
             desc_cut = desc[: self.max_desc]
@@ -169,9 +172,38 @@ class KILMTokenize(_Tokenize):
             target = head + desc_cut + [desc_end] + ctx_cut + [self.eos]
             source = head + [self.mask, desc_end] + text_infilling(ctx_cut, self.mask, self.ratio, self.lam, rng) + [self.eos]
             cols["input_ids"].append(source[: self.max_length])
+            cols["prefix_length"].append(len(head) + 2)
+            cols["context_ids"].append(ctx_cut)
+            cols["entity_id"].append(int(eid))
             cols["labels"].append(target)
             cols["decoder_input_ids"].append([self.start] + target[:-1])
             cols["description_mask"].append([0] * len(head) + [1] * len(desc_cut) + [0] * (len(target) - len(head) - len(desc_cut)))
-        out = {k: _ids_array(v) for k, v in cols.items()}
+        out = {k: _ids_array(v) for k, v in cols.items() if k not in ("prefix_length", "entity_id")}
+        out["prefix_length"] = pa.array(cols["prefix_length"], pa.int32())
+        out["entity_id"] = pa.array(cols["entity_id"], pa.int64())
         out["truncated"] = pa.array(truncated)
         return pa.table(out)
+
+    @staticmethod
+    def epoch_noise(kwargs: dict) -> dict:
+        """What :func:`renoise` needs from this stage's settings."""
+        return {"ratio": kwargs["mask_ratio"], "poisson_lambda": kwargs["poisson_lambda"], "seed": kwargs["seed"],
+                "max_length": kwargs["max_length"]}
+
+
+def renoise(rows: dict[str, np.ndarray], epoch: int, mask_id: int, eos_id: int, ratio: float, poisson_lambda: float,
+            seed: int, max_length: int) -> dict[str, np.ndarray]:
+    """KILM's sources with text-infilling noise drawn for ``epoch`` (epoch 0
+    keeps the tokeniser's own draw): the same description mask, new spans."""
+    if epoch == 0:
+        return rows
+    sources = []
+    for ids, prefix, ctx, eid in zip(rows["input_ids"], rows["prefix_length"], rows["context_ids"], rows["entity_id"]):
+        rng = np.random.default_rng([seed, epoch, int(eid)])
+        src = list(ids[: int(prefix)]) + text_infilling(list(ctx), mask_id, ratio, poisson_lambda, rng) + [eos_id]
+        sources.append(np.asarray(src[:max_length], dtype=np.int32))
+    out = dict(rows)
+    col = np.empty(len(sources), dtype=object)
+    col[:] = sources
+    out["input_ids"] = col
+    return out

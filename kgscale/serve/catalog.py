@@ -11,21 +11,10 @@ import numpy as np
 
 from kgscale.eval.filters import AnswerIndex
 from kgscale.kg.snapshot import Snapshot
-from kgscale.kg.text import entity_text, query_text
+from kgscale.kg.text import query_text
 from kgscale.serve.errors import ApiError, bad_request
 
 _SHOWN = 5  # candidates listed when a name is ambiguous
-
-
-def entity_texts(snapshot: Snapshot) -> list[str]:
-    """The tail view of every entity, by id (the strings training and evaluation embed)."""
-    e = snapshot.entities
-    return [entity_text(n, d) for n, d in zip(e["name"].to_pylist(), e["description"].to_pylist())]
-
-
-def relation_texts(snapshot: Snapshot) -> list[str]:
-    r = snapshot.relations
-    return [(t or k or "").strip() for t, k in zip(r["text"].to_pylist(), r["key"].to_pylist())]
 
 
 class KGCatalog:
@@ -38,7 +27,7 @@ class KGCatalog:
         self.keys: list[str] = ents["key"].to_pylist()
         self.names: list[str | None] = ents["name"].to_pylist()
         self.descriptions: list[str | None] = ents["description"].to_pylist()
-        self.texts = entity_texts(snapshot)
+        self.texts = snapshot.entity_texts
         self.has_text = np.array([bool(t) for t in self.texts], dtype=bool)
         self.by_key = {k: i for i, k in enumerate(self.keys)}
         self.by_name: dict[str, list[int]] = defaultdict(list)
@@ -47,7 +36,7 @@ class KGCatalog:
                 self.by_name[n.strip().casefold()].append(i)
         rels = snapshot.relations
         self.relation_keys: list[str] = rels["key"].to_pylist()
-        self.relation_texts = relation_texts(snapshot)
+        self.relation_texts = snapshot.relation_texts
         self.relation_by = {}
         for i, (k, t) in enumerate(zip(self.relation_keys, self.relation_texts)):
             self.relation_by.setdefault(t.casefold(), i)

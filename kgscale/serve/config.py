@@ -110,9 +110,11 @@ class KGConfig(StrictModel):
     # model, pooling and max_length, else computed at start-up and written there
     # (None: computed at every start-up, kept in memory only)
     index_dir: Path | None = None
-    # entity and query texts are cut at this many tokens, as in training (KaLM:
-    # 50) and evaluation
+    # views are at most this many tokens, as in training and evaluation
     max_length: int = Field(64, ge=2)
+    # entity texts are cut at this many tokens before a view is composed (KaLM: 50),
+    # and further in a query so that its relation fits
+    max_entity_tokens: int | None = Field(50, ge=1)
     # known triples of these splits are what `filter_known` removes
     filter_splits: tuple[Literal["train", "valid", "test"], ...] = ("train", "valid", "test")
     # texts per forward pass while building the index

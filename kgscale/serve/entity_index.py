@@ -52,7 +52,7 @@ def index_meta(cfg, snapshot, pooling: str) -> dict:
     """What an index's vectors mean; an index on disk is used only if its
     manifest says the same."""
     return {"model": fingerprint(cfg.model), "pooling": pooling, "max_length": cfg.kg.max_length,
-            "text_view": "entity_text(name, description)",
+            "max_entity_tokens": cfg.kg.max_entity_tokens, "text_view": "entity_text(name, description)",
             "snapshot": str(snapshot.path.resolve()), "snapshot_created_at": snapshot.manifest.get("created_at")}
 
 
@@ -133,7 +133,7 @@ def build_index(runtime, texts: list[str], ids: np.ndarray, num_entities: int, *
     for start in range(0, len(texts), batch_size):
         chunk = embedding_ids(runtime.tokenizer, texts[start:start + batch_size], append_eos=runtime.append_eos,
                               max_length=max_length)
-        out[start:start + len(chunk)] = runtime.embed(chunk)
+        out[start:start + len(chunk)] = runtime.embed(chunk, role="key")
         done = start + len(chunk)
         if done == len(texts) or (start // batch_size) % 50 == 49:
             log.info("entity index: %d / %d entities embedded (%.0f s)", done, len(texts), time.perf_counter() - t0)

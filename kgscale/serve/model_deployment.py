@@ -39,7 +39,6 @@ def load_entity_index(cfg: ServeConfig, runtime: ModelRuntime):
     """Load ``kg.index_dir`` when it holds an index made by this model and
     these settings; else embed every entity now (and write it there)."""
     from kgscale.kg.snapshot import Snapshot
-    from kgscale.serve.catalog import entity_texts
     from kgscale.serve.entity_index import EntityIndex, build_index, index_meta
 
     snap = Snapshot(cfg.kg.snapshot)
@@ -49,8 +48,12 @@ def load_entity_index(cfg: ServeConfig, runtime: ModelRuntime):
         index = EntityIndex.load(directory, meta, snap.num_entities)
         log.info("entity index: %d entities loaded from %s", index.size, directory)
         return index
-    texts = entity_texts(snap)
+    texts = snap.entity_texts
     ids = np.array([i for i, t in enumerate(texts) if t], dtype=np.int64)
+    if cfg.kg.max_entity_tokens is not None:  # cut as training and evaluation cut them
+        from kgscale.models.tokenize import truncate_texts
+
+        texts = truncate_texts(runtime.tokenizer, [t or " " for t in texts], cfg.kg.max_entity_tokens)
     index = build_index(runtime, [texts[i] for i in ids], ids, snap.num_entities, max_length=cfg.kg.max_length,
                         batch_size=cfg.kg.build_batch_size)
     if directory is not None:

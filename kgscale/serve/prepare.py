@@ -15,6 +15,7 @@ from kgscale.serve.config import ServeConfig
 from kgscale.serve.errors import ApiError, bad_request
 from kgscale.serve.loading import ModelInfo
 from kgscale.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, KGCompleteRequest
+from kgscale.models.tokenize import query_view_texts
 from kgscale.serve.runtime import GenerationParams, default_pooling, embedding_ids
 
 # what a union field accepts, said once instead of one error per alternative
@@ -208,7 +209,9 @@ class RequestPreparer:
             raise bad_request(f"k is {k}; it must be between 1 and {top}", "k")
         head = self.catalog.entity(req.head, "head")
         rel = self.catalog.relation(req.relation, "relation")
-        text = self.catalog.query_text(head, rel, req.inverse)
+        # the query view evaluation embeds: the entity cut so the relation fits
+        (text,) = query_view_texts(self.tokenizer, [self.catalog.texts[head]], [self.catalog.relation_texts[rel]],
+                                   [req.inverse], self.cfg.kg.max_entity_tokens, self.cfg.kg.max_length, self.append_eos)
         ids = embedding_ids(self.tokenizer, [text], append_eos=self.append_eos, max_length=self.cfg.kg.max_length)[0]
         known = self.catalog.known_answers(head, rel, req.inverse)
         exclude = known if req.filter_known else np.zeros(0, dtype=np.int64)

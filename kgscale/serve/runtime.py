@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from kgscale.models.backbone import BackboneConfig
-from kgscale.models.pooling import pool
 
 
 def default_pooling(kind: str) -> str:
@@ -28,15 +27,11 @@ def default_pooling(kind: str) -> str:
 
 
 def embedding_ids(tokenizer, texts: list[str], *, append_eos: bool, max_length: int | None = None) -> list[list[int]]:
-    """Token ids of each text as the embedding model reads it; with
-    ``max_length`` cut to fit (with EOS last when ``append_eos``), else whole."""
-    if append_eos:
-        cut = {"truncation": True, "max_length": max_length - 1} if max_length else {}
-        ids = tokenizer(list(texts), add_special_tokens=True, **cut)["input_ids"]
-        eos = tokenizer.eos_token_id
-        return [x if x and x[-1] == eos else x + [eos] for x in ids]
-    cut = {"truncation": True, "max_length": max_length} if max_length else {}
-    return tokenizer(list(texts), add_special_tokens=True, **cut)["input_ids"]
+    """Token ids of each text as the embedding model reads it: the one view
+    encoding training and evaluation use (:func:`kgscale.models.tokenize.view_ids`)."""
+    from kgscale.models.tokenize import view_ids
+
+    return view_ids(tokenizer, list(texts), max_length, append_eos)
 
 
 @dataclass(frozen=True)
@@ -123,11 +118,12 @@ class ModelRuntime:
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
+        from kgscale.models.embed import torch_dtype as inference_dtype
+        from kgscale.models.towers import key_tower_dir
+
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
+        # auto: bf16 on GPUs and on CPUs with bf16 matrix units (kgscale.models.precision)
+        torch_dtype = inference_dtype(dtype, self.device)
         self.info = describe(model)
         self.kind = self.info.kind
         self.tokenizer, self.model, _ = load_for_inference(model, dtype=torch_dtype)
@@ -138,6 +134,15 @@ class ModelRuntime:
             self.body = self.model.get_encoder()
         else:
             self.body = getattr(self.model, getattr(self.model, "base_model_prefix", ""), self.model)
+        # a two-tower model embeds entity views (the KG index) with its key tower
+        key_dir = key_tower_dir(model.model)
+        self.key_body = self.body
+        if key_dir is not None:
+            _, key_model, _ = load_for_inference(model.model_copy(update={"model": str(key_dir), "gguf_file": None}),
+                                                 dtype=torch_dtype)
+            key_model.to(self.device).eval()
+            self.key_body = key_model.get_encoder() if self.kind == "seq2seq" else getattr(
+                key_model, getattr(key_model, "base_model_prefix", ""), key_model)
         self.pooling = default_pooling(self.kind) if pooling == "auto" else pooling
         self.append_eos = self.kind == "causal" and self.pooling == "last"
         self.micro_batch = micro_batch
@@ -149,24 +154,17 @@ class ModelRuntime:
 
     # ---- embeddings -------------------------------------------------------
 
-    @torch.inference_mode()
-    def embed(self, inputs: list[list[int]]) -> np.ndarray:
-        """float32 [len(inputs), D], unit rows, in input order. Inputs are
-        sorted by length so that a forward pass pads to similar lengths."""
-        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-        for start in range(0, len(order), self.micro_batch):
-            rows = order[start:start + self.micro_batch]
-            width = max(len(inputs[i]) for i in rows)
-            ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, i in enumerate(rows):  # right padding: positions of real tokens start at 0
-                ids[j, :len(inputs[i])] = torch.tensor(inputs[i], dtype=torch.long)
-                mask[j, :len(inputs[i])] = 1
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            hidden = self.body(input_ids=ids, attention_mask=mask).last_hidden_state
-            out[rows] = pool(hidden.float(), mask, self.pooling).cpu().numpy()
-        return out
+    def embed(self, inputs: list[list[int]], role: str = "query") -> np.ndarray:
+        """float32 [len(inputs), D], unit rows, in input order, by the
+        evaluation's embedder (length-sorted micro-batches,
+        :func:`kgscale.models.embed.embed_ids`); ``role`` ``key``: entity views,
+        by a two-tower model's key tower."""
+        from kgscale.models.embed import embed_ids
+
+        if not inputs:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        body = self.key_body if role == "key" else self.body
+        return embed_ids(body, inputs, self.pooling, self.pad_id, max_rows=self.micro_batch, device=self.device)
 
     # ---- generation -------------------------------------------------------
 

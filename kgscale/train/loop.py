@@ -61,7 +61,8 @@ def train_loop_per_worker(config: dict) -> None:
     from kgscale.train.engines import deepspeed_config, make_engine
     from kgscale.train.export import save_hf_model, split_state
     from kgscale.train.metrics import METRICS, MetricsLog, Window, progress_line
-    from kgscale.train.order import batches_per_epoch, epoch_batches, local_rows
+    from kgscale.samples.tokenize import renoise
+    from kgscale.train.order import batches_per_epoch, epoch_batches
 
     started = time.perf_counter()
     cfg = TrainConfig.model_validate(config["cfg"])
@@ -158,6 +159,8 @@ def train_loop_per_worker(config: dict) -> None:
                               group_by_length=cfg.data.group_by_length)
         for i in range(state.micro_in_epoch, per_epoch):
             raw = {k: v[order[i]] for k, v in rows.items()}
+            if info.get("epoch_noise"):  # KILM: infilling noise drawn afresh each epoch
+                raw = renoise(raw, state.epoch, tokenizer.mask_token_id, tokenizer.eos_token_id, **info["epoch_noise"])
             batch, tokens = collate(raw, info["pad_id"], objective.batch_keys)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = engine.lr()  # the rate this micro-batch's optimiser step uses

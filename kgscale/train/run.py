@@ -173,6 +173,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         stage, kwargs = tokenizer_stage(cfg, obj.special_tokens, pre.decoder_start_token_id, pre.kind)
         ds, truncated = tokenized_dataset(table, stage, kwargs, cfg.data.map_tasks)
     info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id,
+            "epoch_noise": stage.epoch_noise(kwargs) if hasattr(stage, "epoch_noise") else None,
             "samples": table.num_rows, "precision": resolve_precision(cfg.model.precision, cfg.train.use_gpu)}
     if cfg.objective.name in ("kalm", "kalm_contrastive"):
         info["num_answers"] = pre.snapshot.num_entities

@@ -132,9 +132,8 @@ def test_curl_kg_completion(served, local):
     assert res["query"]["head"]["key"] == "e1" and res["query"]["text"] == "dog: a domesticated canine ; is a kind of"
     # the scores are the cosines of the query view against every entity's tail view
     from kgscale.kg.snapshot import Snapshot
-    from kgscale.serve.catalog import entity_texts
 
-    texts = entity_texts(Snapshot(served["snapshot"]))
+    texts = Snapshot(served["snapshot"]).entity_texts
     ents = local.embed(embedding_ids(local.tokenizer, texts, append_eos=True, max_length=64))
     q = local.embed(embedding_ids(local.tokenizer, [res["query"]["text"]], append_eos=True, max_length=64))[0]
     cos = ents @ q

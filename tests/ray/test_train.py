@@ -59,7 +59,8 @@ def test_kalm_cli_zero2_lora_worker_killed_recovers_then_resume(tmp_path, shared
     steps = [r for r in rows if "loss" in r]
     for r in steps:
         assert {"loss", "contrastive", "lm", "temperature", "lr", "tokens_per_s", "samples_per_s"} <= set(r)
-        assert r["candidates"] == 8  # 2 workers x micro-batch 4: negatives gathered from both
+        # 2 workers x micro-batch 4, gathered from both: 8 keys and 8 heads (self-negatives)
+        assert r["candidates"] == 16
     assert steps[0]["lr"] < steps[1]["lr"] > steps[3]["lr"]  # warmup, then cosine down
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -105,3 +106,42 @@ def test_kilm_zero3_on_bart_with_entity_tokens(tmp_path, shared_datasets, monkey
                                       train={"out": "again", "strategy": "ddp", "max_steps": 1}))
     assert run_train(again)["steps"] == 1
     assert (tmp_path / "again" / "config.json").is_file()
+
+
+def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shared_datasets):
+    """KaLM's explicit alignment on an encoder: a query tower trained against
+    a frozen key tower's bank of every entity. The export is two towers, the
+    key tower the starting model byte for byte; evaluation embeds entities
+    with the key tower (served by the embedding cache the bank filled) and
+    queries with the trained query tower."""
+    from kgscale.eval.embedding import EmbedConfig
+    from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+    from kgscale.kg.snapshot import Snapshot
+    from kgscale.models.backbone import BackboneConfig, resolve
+    from kgscale.models.embed_cache import cache_dir
+
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
+    cfg = build(TrainConfig, config(
+        tmp_path, objective={"name": "kalm_contrastive", "key_tower": "frozen", "entity_bank": True,
+                             "both_directions": False},
+        model={"model": "tiny-bert", "lora": {"enabled": False}, "frozen_modules": ["embeddings"]},
+        data={"snapshot": str(snap), "max_samples": 64, "max_length": 32, "max_entity_length": 24},
+        train={"strategy": "ddp", "max_steps": 3, "lr": 1e-3}))
+    manifest = run_train(cfg)
+    out = tmp_path / "out"
+    assert manifest["steps"] == 3
+    start = resolve(BackboneConfig(model="tiny-bert"))
+    assert (out / "key_tower" / "model.safetensors").read_bytes() == (start / "model.safetensors").read_bytes()
+    assert (out / "model.safetensors").read_bytes() != (start / "model.safetensors").read_bytes()
+    rows = [r for r in metrics(out) if "loss" in r]
+    entities = Snapshot(snap).num_entities
+    assert all(r["candidates"] == entities for r in rows)  # every entity, every step
+    cached = set(cache_dir().glob("*.npy"))
+    assert cached  # the bank
+
+    result = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc", split="train", limit=20),
+                     BackboneConfig(model=str(out)), EmbedConfig(max_length=32, max_entity_tokens=24), RankConfig())
+    m = result["metrics"]
+    assert m["towers"] == "query and key" and m["queries"] == 40
+    # the entity views were the bank's, by the same weights: one new entry (the queries)
+    assert len(set(cache_dir().glob("*.npy")) - cached) == 1

@@ -64,10 +64,24 @@ def test_model_that_cannot_be_loaded(write_config, capsys, tmp_path):
 
 
 def test_objective_and_model_kind_must_match(write_config, capsys):
+    """An objective given a backbone it cannot train says which backbones it takes."""
     code, err = run_cli(capsys, write_config(objective={"name": "kilm"}))
-    assert code == 2 and "model.model: objective kilm trains a seq2seq model" in err and "tiny-bart" in err
+    assert code == 2 and "model.model: objective kilm trains seq2seq models" in err and "tiny-bart" in err
     code, err = run_cli(capsys, write_config(model={"model": "tiny-bart"}))
-    assert code == 2 and "objective kalm trains a causal model" in err
+    assert code == 2 and "objective kalm trains causal models" in err
+    # the LM term needs a vocabulary head: an encoder trains with kalm_contrastive only
+    code, err = run_cli(capsys, write_config(model={"model": "tiny-bert"}))
+    assert code == 2 and "objective kalm trains causal models but 'tiny-bert' is an encoder model" in err
+    code, err = run_cli(capsys, write_config(objective={"name": "kalm_contrastive"}, model={"model": "tiny-bart"}))
+    assert code == 2 and "trains causal or encoder models" in err and "all-minilm-l6-v2" in err
+
+
+def test_self_negatives_with_gradient_need_head_views_in_the_batch(write_config, capsys):
+    """A self-negative setting that the batch cannot serve is a config error
+    before any worker starts."""
+    code, err = run_cli(capsys, write_config(objective={"name": "kalm_contrastive", "entity_bank": True,
+                                                        "self_negatives": "grad"}))
+    assert code == 2 and "self_negatives: grad needs head views encoded with gradient" in err
 
 
 def test_lora_targets_that_do_not_exist(write_config, capsys):

@@ -33,12 +33,15 @@ def test_weight_decay_only_on_matrices():
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_deepspeed_config(stage):
-    cfg = TrainSettings(zero_stage=stage, micro_batch_size=4, grad_accum_steps=3, grad_clip=0.5)
+    cfg = TrainSettings(zero_stage=stage, micro_batch_size=4, grad_accum_steps=3, grad_clip=0.5, use_gpu=True)
     ds = deepspeed_config(cfg, "bf16")
     assert ds["zero_optimization"]["stage"] == stage
     assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 3
     assert ds["gradient_clipping"] == 0.5 and ds["bf16"]["enabled"] is True
     assert deepspeed_config(cfg, "fp32")["bf16"]["enabled"] is False
+    # on a CPU, bf16 is autocast around the forward pass, not DeepSpeed's bf16 mode
+    cpu = cfg.model_copy(update={"use_gpu": False})
+    assert deepspeed_config(cpu, "bf16")["bf16"]["enabled"] is False
 
 
 def test_lora_on_kalm_default_targets_and_gradient_checkpointing():
