@@ -17,7 +17,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.sources.lines import ByteRange, iter_chunks, iter_lines, plan_ranges
+from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, iter_lines, plan_ranges
 
 # parse(rows, role, offset, text, file) -> None: one line
 LineParser = Callable[[RawRows, str, int, str, str], None]
@@ -52,7 +52,18 @@ def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkP
     With ``parse_chunk``, chunks of whole lines that are valid UTF-8 are
     parsed at once; a chunk with bad bytes falls back to ``parse`` line by
     line, so every bad line is located and the rest of the chunk is kept.
+    A compressed file whose stream breaks keeps what came before the break
+    and ends with one reject at the offset where it broke.
     """
+    try:
+        yield from _read_range(rng, role, parse, parse_chunk)
+    except CorruptInput as exc:
+        rows = RawRows()
+        rows.reject(exc.reason, "", rng.path, exc.offset)
+        yield rows.table()
+
+
+def _read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None) -> Iterable[pa.Table]:
     if parse_chunk is not None:
         for offset, data in iter_chunks(rng):
             try:
