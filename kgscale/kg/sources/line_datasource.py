@@ -116,7 +116,9 @@ class LineFileDatasource(Datasource):
         target = target_range_bytes(total, self.target_bytes)
         roles = dict(self.files)
         tasks = []
+        self.places = []  # (file, start) of each task, for a reject if it crashes
         for rng in plan_ranges([p for p, _ in self.files], target):
+            self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
             tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse, self.parse_chunk), meta, schema=RAW_SCHEMA))
@@ -161,7 +163,9 @@ class RangeDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
         tasks = []
+        self.places = []  # (file, start) of each task, for a reject if it crashes
         for rng, role in self.plan(parallelism):
+            self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
             tasks.append(ReadTask(functools.partial(_read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))
