@@ -32,7 +32,7 @@ def _count_texts(items: list) -> int:
 
 
 def _count_prompts(items: list) -> int:
-    return sum(len(prompts) for prompts, _ in items)
+    return sum(len(item[0]) for item in items)  # (prompts, params, gone)
 
 
 def load_entity_index(cfg: ServeConfig, runtime: ModelRuntime):
