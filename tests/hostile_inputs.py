@@ -59,6 +59,8 @@ def cases() -> list[tuple[str, bytes, int, list[str]]]:
         ("notgzip.nt.gz", b"this is not gzip at all\n", 1, []),
         # Turtle and friends
         ("bom.ttl", b"\xef\xbb\xbf" + (good("bom_ttl") + "\n").encode(), 0, [good("bom_ttl")]),
+        ("open_string.ttl", (f'<{EX}a> {P} "never closed .\n' + good("open_string") + "\n").encode(), 1,
+         [good("open_string")]),
         ("prefix.ttl", (f"ex:a ex:b ex:c .\n{good('prefix')}\n").encode(), 1, [good("prefix")]),
         ("fifth.ttl", (f"<{EX}s> {P} <{EX}o> <{EX}x> .\n").encode(), 2, []),  # pyoxigraph reports two
         ("deep_lists.ttl", (f"<{EX}good/deep_lists/0> {P} " + "( " * 3000 + ") " * 3000 + ".\n").encode(), 0,

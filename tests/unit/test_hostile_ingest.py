@@ -214,3 +214,16 @@ def test_a_huge_key_gives_a_small_reject_and_a_short_strict_message(tmp_path):
     with pytest.raises(RejectedInputError) as err:
         RejectLog(strict=True).add("f.tsv", 0, f"entity has no text: {key}", key)
     assert len(str(err.value)) < 1024
+
+
+def test_turtle_resumes_after_an_unterminated_string(tmp_path):
+    # pyoxigraph read the open string on to the end of the file: everything after it was lost
+    path = tmp_path / "open.ttl"
+    path.write_text(f'@prefix ex: <{EX}> .\nex:a ex:p "unterminated .\nex:b ex:p ex:c .\nex:d ex:p "still open\n'
+                    f"ex:e ex:p ex:f .\n")
+    rows = read(path)
+    assert {(r["head"], r["tail"]) for r in kinds(rows, "triple")} == {(EX + "b", EX + "c"), (EX + "e", EX + "f")}
+    rej = kinds(rows, "reject")
+    text = path.read_bytes()
+    assert [r["offset"] for r in rej] == [text.index(b"ex:a"), text.index(b"ex:d")]
+    assert all(r["reason"].startswith("syntax error: ") for r in rej)

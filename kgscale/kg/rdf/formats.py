@@ -26,6 +26,7 @@ from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rdf.guards import Refused, check_json_depth, check_xml
 from kgscale.kg.rdf.mapping import quads_to_raw
 from kgscale.kg.rdf.ntriples import _syntax_message, parse_block
+from kgscale.kg.rdf.resume import statements
 from kgscale.kg.rdf.terms import QuadColumns, UnsupportedTerm
 from kgscale.kg.schema import REJECT, raw_table
 from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, open_compressed, skip_bom
@@ -157,33 +158,27 @@ def read_stream_file(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.T
     count = 0
     try:
         _precheck(path, fmt, cfg)
-        with _open(path) as f:
-            parser = iter(ox.parse(f, fmt, base_iri=cfg.base_iri, rename_blank_nodes=False))
-            while True:
-                try:
-                    q = next(parser)
-                except StopIteration:
+        for item in statements(lambda: _open(path), fmt, cfg.base_iri):
+            if item[0] == "error":
+                _, exc, line = item
+                if line:
+                    at_lines.append((len(rejects), line))
+                rejects.append((-1, _stream_error(exc), ""))
+                if len(rejects) >= MAX_STREAM_ERRORS:
+                    rejects.append((-1, "too many syntax errors: rest of the file skipped", ""))
                     break
-                except SyntaxError as exc:
-                    line, reason = _stream_error(exc)
-                    if line:
-                        at_lines.append((len(rejects), line))
-                    rejects.append((-1, reason, ""))
-                    if len(rejects) >= MAX_STREAM_ERRORS:
-                        rejects.append((-1, "too many syntax errors: rest of the file skipped", ""))
-                        break
-                    continue
-                except ValueError as exc:  # e.g. an invalid JSON-LD context
-                    rejects.append((-1, f"cannot read: {str(exc)[:300]}", ""))
-                    break
-                try:
-                    cols.add_terms(q.subject, q.predicate, q.object, q.graph_name, count)
-                except UnsupportedTerm as exc:
-                    rejects.append((-1, f"unsupported statement: {exc}"[:300], str(q)[:500]))
-                count += 1
-                if len(cols) >= STATEMENTS_PER_BLOCK:
-                    yield quads_to_raw(cols.table(), cfg, file=path, split=role, scope=scope)
-                    cols = QuadColumns()
+                continue
+            q = item[1]
+            try:
+                cols.add_terms(q.subject, q.predicate, q.object, q.graph_name, count)
+            except UnsupportedTerm as exc:
+                rejects.append((-1, f"unsupported statement: {exc}"[:300], str(q)[:500]))
+            count += 1
+            if len(cols) >= STATEMENTS_PER_BLOCK:
+                yield quads_to_raw(cols.table(), cfg, file=path, split=role, scope=scope)
+                cols = QuadColumns()
+    except ValueError as exc:  # e.g. an invalid JSON-LD context
+        rejects.append((-1, f"cannot read: {str(exc)[:300]}", ""))
     except Refused as exc:
         rejects.append((exc.offset, exc.reason, ""))
     except CorruptInput as exc:
@@ -198,13 +193,12 @@ def read_stream_file(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.T
         yield _rejects(rejects, path)
 
 
-def _stream_error(exc: SyntaxError) -> tuple[int, str]:
-    """(1-based line or 0, the reason without the line)."""
-    line = exc.lineno or 0
-    if line:
-        return line, _syntax_message(exc)
+def _stream_error(exc: SyntaxError) -> str:
+    """The reason, without the line (the reject's offset has it)."""
+    if exc.lineno:
+        return _syntax_message(exc)
     msg = exc.msg if isinstance(exc.msg, str) else str(exc)
-    return 0, f"syntax error: {msg[:300]}"
+    return f"syntax error: {msg[:300]}"
 
 
 def _locate(path: str, rejects: list, at_lines: list[tuple[int, int]]) -> None:
