@@ -46,7 +46,7 @@ async def _guard(request: Request, call_next):
     state = request.app.state
     try:
         hosts = getattr(state, "allowed_hosts", None)
-        if hosts is not None:
+        if hosts is not None:  # None: a token guards this server and no names were configured
             http_guard.check_host(request.headers.get("host"), hosts)
         if not any(request.url.path.endswith(p) for p in auth.OPEN_PATHS):
             auth.check(request.headers.get("authorization"), getattr(state, "token_digest", None))
@@ -125,7 +125,12 @@ class Api:
         self.model = model
         app.state.token_digest = token_digest
         app.state.max_body_bytes = self.cfg.http.max_body_bytes
-        app.state.allowed_hosts = http_guard.allowed_hosts(self.cfg.http.host, self.cfg.http.allowed_hosts)
+        # the Host check stops pages that rebind a name to this server from
+        # using it; with a token they cannot use it anyway, and a cluster's
+        # probes name the pod's address, so it applies without a token or when
+        # names are configured
+        guard = token_digest is None or bool(self.cfg.http.allowed_hosts)
+        app.state.allowed_hosts = http_guard.allowed_hosts(self.cfg.http.host, self.cfg.http.allowed_hosts) if guard else None
         # parsing and tokenising run here, off the event loop (an 8 MB body
         # held it, /health included, for 3 s), one at a time: a fast
         # tokenizer whose truncation is being set must not be shared

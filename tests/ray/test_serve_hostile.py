@@ -167,7 +167,9 @@ def test_a_slow_request_does_not_stall_others(served):
     _timed(lambda: send(served, "GET", "/health")[0], out, "health")
     t.join()
     assert out["big"] == 400 and out["health"] == 200  # too many tokens for the model, after tokenising
-    assert out["health_s"] < 1.5 < out["big_s"] or out["health_s"] < 1.5, out
+    # /health asked 0.5 s into the big request, and answered long before it ended
+    assert out["health_s"] < 1.0 and out["big_s"] > out["health_s"] + 1.0, out
+    big_s = out["big_s"]
     # the longest stop sequences allowed, on a 1-token completion, beside an embedding request
     stop = {**OK_C, "stop": ["ab" * 50] * 4}
     out = {}
@@ -177,7 +179,7 @@ def test_a_slow_request_does_not_stall_others(served):
     t.join()
     assert out["stop"] == 200 and out["embed"] == 200 and out["embed_s"] < 2, out
     print(f"\nstop-string case: 4 x 100-character stops, 1-token completion {out['stop_s']:.2f} s, "
-          f"concurrent embedding {out['embed_s']:.2f} s; /health during a 7 MB tokenisation {out.get('health_s', 0):.2f} s")
+          f"concurrent embedding {out['embed_s']:.2f} s; a 7 MB body took {big_s:.1f} s, /health beside it answered")
 
 
 def test_a_client_that_leaves_stops_its_generation(served):
