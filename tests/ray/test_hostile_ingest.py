@@ -99,3 +99,28 @@ def test_a_parser_crash_is_a_reject_for_its_file_after_a_bounded_retry(tmp_path)
     (rej,) = [json.loads(line) for line in (tmp_path / "snap" / "rejects.jsonl").open()]
     assert rej["file"].endswith("deep.jsonld") and rej["reason"].startswith("read task crashed: ")
     assert m["counts"]["triples_total"] == 1
+
+
+def test_a_hostile_benchmark_directory_adds_up(tmp_path):
+    src = tmp_path / "bench"
+    src.mkdir()
+    good = [f"e{i}\tr\te{i + 1}" for i in range(20)]
+    bad = [b"e1\tr", b"e1\t\te2", b"\t\t", b"e1\tr\te2\textra", b"e1\tr\t\xff\xfe", b"e1\x00\tr\te2",
+           b"e1\tr\t" + b"k" * (10 << 20), b"e1\tr\tnobody", b"   "]
+    lines = [g.encode() for g in good[:10]] + bad + [g.encode() for g in good[10:]] + [good[0].encode()]  # + a duplicate
+    (src / "train.txt").write_bytes(b"\r\n".join(lines) + b"\r\n")  # CRLF
+    (src / "valid.txt").write_bytes(b"")
+    (src / "test.txt").write_bytes(b"e0\tr\te1\n")  # also in train: reported, kept
+    ents = "".join(f"e{i}\tentity {i}\t\n" for i in range(21))
+    (src / "entities.tsv").write_bytes(b"\xef\xbb\xbfid\tname\tdescription\n" + ents.encode())
+    (src / "relations.tsv").write_bytes(b"\xef\xbb\xbfid\ttext\nr\trelated to\n")
+    m = ingest(src, tmp_path / "snap")
+    # every line is accounted for: kept, a duplicate, or a reject with its reason
+    read = len(lines) + 1
+    kept, dupes = m["counts"]["triples_total"], sum(m["duplicates"]["within_split"].values())
+    assert kept + dupes + m["rejected"]["total"] == read
+    assert (kept, dupes, m["rejected"]["total"]) == (21, 1, len(bad))
+    assert m["counts"]["entities"] == 21  # the BOM'd header is no entity
+    rejects = [json.loads(line) for line in (tmp_path / "snap" / "rejects.jsonl").open()]
+    assert [r["line"] for r in rejects] == list(range(11, 11 + len(bad)))
+    assert all(len(r["reason"]) <= 600 and len(r["raw"]) <= 600 for r in rejects)
