@@ -29,7 +29,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kgscale.kg.snapshot import SnapshotError
     from kgscale.kg.sources import SourceError
     from kgscale.models.backbone import ModelLoadError
-    from kgscale.output import OutputExistsError
+    from kgscale.output import DiskFullError, OutputExistsError
     from kgscale.pipeline.storage import StorageError
     from kgscale.ray_session import NoClusterError
     from kgscale.samples.kale import RationalesError
@@ -40,7 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
             OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
-            TrainError, IndexMismatchError, NoClusterError, StorageError)
+            TrainError, IndexMismatchError, NoClusterError, StorageError, DiskFullError)
 
 
 def build_parser() -> argparse.ArgumentParser:

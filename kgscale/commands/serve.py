@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--snapshot", help="KG snapshot for /v1/kg/complete")
     p.add_argument("--no-block", action="store_true", help="deploy and return (the app keeps running in Ray)")
+    p.add_argument("--allow-public", action="store_true",
+                   help="allow a non-loopback --host without a token (anyone who reaches it can use it)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. serve.batching.max_batch_size=64")
     p.set_defaults(func=run)
 
@@ -30,6 +32,8 @@ def run(args) -> int:
     flags = {"model": args.model}
     data = config_sections(args, {"serve", "ray"}, {"serve": flags})
     section = data.setdefault("serve", {})
+    if args.allow_public:
+        section.setdefault("http", {})["allow_public"] = True
     if args.host or args.port is not None:
         section.setdefault("http", {})
         if args.host:

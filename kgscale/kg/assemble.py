@@ -191,7 +191,8 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
     text = pa.concat_tables([p[0] for p in parts], promote_options="permissive") if parts else None
     if text is None or text.num_rows == 0:
         text = RAW_SCHEMA.empty_table()
-    rejects.add_table(_where_kind(text, (REJECT,)))
+    # in file order, so that --strict names the first bad input whichever task finished first
+    rejects.add_table(_where_kind(text, (REJECT,)).sort_by([("file", "ascending"), ("offset", "ascending")]))
     ent_rows = _where_kind(text, (ENTITY,)).select(["key", "name", "description", "priority", "file", "offset"])
     rel_rows = _where_kind(text, (RELATION,)).select(["key", "name", "priority", "file", "offset"])
     entities, entity_dupes = _first_text(ent_rows, ["name", "description"])

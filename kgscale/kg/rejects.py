@@ -48,6 +48,9 @@ class RejectLog(RowLog):
     """Rejected input rows located by file and byte offset."""
 
     def add(self, file: str, offset: int, reason: str, raw: str = "") -> None:
+        # a reason may quote a hostile key (a 10 MB IRI made a 20 MB rejects.jsonl
+        # and a 10 MB --strict message): both are cut here, whatever the source
+        reason, raw = _cut(reason, MAX_REASON_CHARS), _cut(raw, MAX_RAW_CHARS)
         row = {"file": file, "offset": int(offset), "line": None, "reason": reason, "raw": raw}
         if self.strict:
             _resolve_lines([row])
@@ -64,6 +67,14 @@ class RejectLog(RowLog):
         _resolve_lines(self.rows)
         self.rows.sort(key=lambda r: (r["file"], r["offset"]))
         super().write(path)
+
+
+MAX_REASON_CHARS = 500
+MAX_RAW_CHARS = 500
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _reason_class(reason: str) -> str:

@@ -25,6 +25,7 @@ skipped, so a run that was stopped continues where it stopped.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,6 +55,9 @@ class RunSettings(StrictModel):
 
 class MissingStageError(ConfigError):
     """A stage's input comes from a stage the config does not have."""
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _section(data: dict, name: str) -> dict:
@@ -197,6 +201,10 @@ class Pipeline:
         from kgscale.train.run import run_train
 
         where = f"train.{name}"
+        if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+            # the name becomes run.dir/train/NAME, which is replaced: "../x" or "/x" would replace that
+            raise ConfigError(f"train.{name!s:.100}: a training run's name may hold only letters, digits, '.', '_' "
+                              f"and '-', and must start with a letter or digit")
         sec = _section(_section(self.data, "train"), name)
         if "ray" in sec:
             raise ConfigError(f"{where}.ray: set Ray options once, in the top-level `ray:` section")

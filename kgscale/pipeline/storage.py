@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 from kgscale.config import ConfigError
-from kgscale.output import MANIFEST
+from kgscale.output import MANIFEST, fsync_dir, fsync_tree
 
 COPY_BUFFER = 8 << 20
 
@@ -59,7 +60,8 @@ class RunStorage:
         try:
             self.fs, self.base = pafs.FileSystem.from_uri(dir)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
-            raise ConfigError(f"run.dir: cannot open {_shown(dir)}: {exc}") from None
+            # pyarrow's message quotes the URI whole, credentials included
+            raise ConfigError(f"run.dir: cannot open {_shown(dir)}: {_scrub(str(exc))}") from None
         self.base = self.base.rstrip("/")
         self.local = Path(local_dir) if local_dir else default_local_dir(dir)
 
@@ -141,22 +143,42 @@ class RunStorage:
             for info in self.fs.get_file_info(pafs.FileSelector(src, recursive=True)):
                 if info.type != pafs.FileType.File:
                     continue
-                target = tmp / info.path[len(src):].lstrip("/")
+                target = confined(tmp, info.path[len(src):].lstrip("/"), f"{self}/{rel}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with self.fs.open_input_stream(info.path) as fin, open(target, "wb") as fout:
                     shutil.copyfileobj(fin, fout, COPY_BUFFER)
+            fsync_tree(tmp)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise StorageError(f"cannot copy {self}/{rel} here: {exc}") from None
+            raise StorageError(f"cannot copy {self}/{rel} here: {_scrub(str(exc))}") from None
+        except StorageError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(dest)
+        fsync_dir(dest.parent)
 
     def _upload(self, path: Path, dest: str) -> None:
         parent = dest.rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)
         with open(path, "rb") as fin, self.fs.open_output_stream(dest) as fout:
             shutil.copyfileobj(fin, fout, COPY_BUFFER)
+
+
+def confined(root: Path, rel: str, where: str) -> Path:
+    """``root / rel``, refused unless it stays inside ``root``: an object key
+    with ``../`` (or an absolute one) would otherwise be written wherever it
+    pointed."""
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"{where}: refusing the object {rel[:200]!r}: its path leaves the run directory")
+    return root.joinpath(*parts)
+
+
+def _scrub(text: str) -> str:
+    """Credentials out of any URI in ``text`` (``scheme://user:secret@host``)."""
+    return re.sub(r"(//)[^/@\s]*@", r"\1", text)
 
 
 def _shown(uri: str) -> str:

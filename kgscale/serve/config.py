@@ -28,6 +28,12 @@ class HttpConfig(StrictModel):
     max_body_bytes: int = Field(8 << 20, ge=1024)
     # end-to-end timeout of one HTTP request in the proxy (None: no limit)
     request_timeout_s: float | None = 300.0
+    # Host names answered besides the loopback names and `host` itself; a
+    # request naming another is refused (DNS rebinding). "*": any name
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # bind a non-loopback address without a token (api_token_env unset):
+    # refused unless this is set (`kgscale serve --allow-public`)
+    allow_public: bool = False
 
 
 class AutoscalingConfig(StrictModel):
@@ -96,6 +102,9 @@ class LimitsConfig(StrictModel):
     default_completion_length: int = Field(128, ge=1)
     # largest k of KG completion
     max_k: int = Field(100, ge=1)
+    # characters of one stop sequence (at most 4 of them); each is checked
+    # against the decoded tail of every sequence at every step
+    max_stop_length: int = Field(100, ge=1)
 
 
 class PoolingConfig(StrictModel):

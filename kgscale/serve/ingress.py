@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kgscale.serve import auth
+from kgscale.serve import auth, http_guard
 from kgscale.serve.config import ServeConfig
 from kgscale.serve.errors import ApiError, error_body
 from kgscale.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, KGCompleteRequest
@@ -44,12 +45,17 @@ async def _guard(request: Request, call_next):
     """Authentication and the body-size limit, before any route runs."""
     state = request.app.state
     try:
+        hosts = getattr(state, "allowed_hosts", None)
+        if hosts is not None:  # None: a token guards this server and no names were configured
+            http_guard.check_host(request.headers.get("host"), hosts)
         if not any(request.url.path.endswith(p) for p in auth.OPEN_PATHS):
             auth.check(request.headers.get("authorization"), getattr(state, "token_digest", None))
         size = request.headers.get("content-length")
         limit = getattr(state, "max_body_bytes", None)
         if limit and size and size.isdigit() and int(size) > limit:
             raise ApiError(413, f"the body has {size} bytes; the limit is {limit}")
+        if request.method == "POST":
+            http_guard.check_json_type(request.headers.get("content-type"))
     except ApiError as exc:
         return _error(exc.status, exc.message, param=exc.param, code=exc.code)
     return await call_next(request)
@@ -119,6 +125,16 @@ class Api:
         self.model = model
         app.state.token_digest = token_digest
         app.state.max_body_bytes = self.cfg.http.max_body_bytes
+        # the Host check stops pages that rebind a name to this server from
+        # using it; with a token they cannot use it anyway, and a cluster's
+        # probes name the pod's address, so it applies without a token or when
+        # names are configured
+        guard = token_digest is None or bool(self.cfg.http.allowed_hosts)
+        app.state.allowed_hosts = http_guard.allowed_hosts(self.cfg.http.host, self.cfg.http.allowed_hosts) if guard else None
+        # parsing and tokenising run here, off the event loop (an 8 MB body
+        # held it, /health included, for 3 s), one at a time: a fast
+        # tokenizer whose truncation is being set must not be shared
+        self.prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         catalog = None
         if self.cfg.kg is not None:
             from kgscale.kg.snapshot import Snapshot
@@ -132,10 +148,11 @@ class Api:
     async def _body(self, request: Request, model):
         from kgscale.serve.prepare import parse
 
-        body = await request.body()  # also catches bodies sent without a content-length
-        if len(body) > self.cfg.http.max_body_bytes:
-            raise ApiError(413, f"the body has {len(body)} bytes; the limit is {self.cfg.http.max_body_bytes}")
-        return parse(model, body)
+        body = await http_guard.read_body(request, self.cfg.http.max_body_bytes)  # chunked bodies too
+        return await self._off_loop(parse, model, body)
+
+    async def _off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.prep_pool, fn, *args)
 
     async def _call(self, method: str, *args):
         try:
@@ -168,7 +185,7 @@ class Api:
     @app.post("/v1/embeddings")
     async def embeddings(self, request: Request):
         req = await self._body(request, EmbeddingRequest)
-        prep = self.prep.embeddings(req)
+        prep = await self._off_loop(self.prep.embeddings, req)
         parts = await asyncio.gather(*(self._call("embed", c) for c in self._chunks(prep.inputs)))
         emb = np.concatenate(parts).astype(np.float32, copy=False)
         if req.encoding_format == "base64":
@@ -192,7 +209,7 @@ class Api:
     @app.post("/v1/completions")
     async def completions(self, request: Request):
         req = await self._body(request, CompletionRequest)
-        prep = self.prep.completion(req)
+        prep = await self._off_loop(self.prep.completion, req)
         rid = f"cmpl-{uuid.uuid4().hex}"
         if req.stream:
             return await self._stream(prep, rid, "text_completion", req)
@@ -205,7 +222,7 @@ class Api:
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request):
         req = await self._body(request, ChatCompletionRequest)
-        prep = self.prep.chat(req)
+        prep = await self._off_loop(self.prep.chat, req)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             return await self._stream(prep, rid, "chat.completion.chunk", req)
@@ -266,7 +283,7 @@ class Api:
     @app.post("/v1/kg/complete")
     async def kg_complete(self, request: Request):
         req = await self._body(request, KGCompleteRequest)
-        head, rel, text, ids, known, exclude, k = self.prep.kg(req, self.index_size)
+        head, rel, text, ids, known, exclude, k = await self._off_loop(self.prep.kg, req, self.index_size)
         ent_ids, scores = await self._call("search", ids, k, exclude.tolist())
         known_set = set(known.tolist())
         c = self.catalog

@@ -32,7 +32,7 @@ def _count_texts(items: list) -> int:
 
 
 def _count_prompts(items: list) -> int:
-    return sum(len(prompts) for prompts, _ in items)
+    return sum(len(item[0]) for item in items)  # (prompts, params, gone)
 
 
 def load_entity_index(cfg: ServeConfig, runtime: ModelRuntime):
@@ -96,15 +96,17 @@ class ModelServer:
     # ---- generation -------------------------------------------------------
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_count_prompts)
-    async def _generate_batch(self, items: list[tuple[list[list[int]], GenerationParams]]) -> list[list[GenerationOutput]]:
+    async def _generate_batch(self, items: list[tuple]) -> list[list[GenerationOutput]]:
         # one padded generate per set of equal settings (sampling is per batch in HF)
         groups: dict[GenerationParams, list[int]] = {}
-        for i, (_, params) in enumerate(items):
+        for i, (_, params, _gone) in enumerate(items):
             groups.setdefault(params, []).append(i)
         results: list[list[GenerationOutput] | None] = [None] * len(items)
         for params, members in groups.items():
             prompts = [p for i in members for p in items[i][0]]
-            outs = await self._run(self.runtime.generate, prompts, params)
+            flags = [items[i][2] for i in members]
+            # a generation nobody waits for any more stops at its next step
+            outs = await self._run(self.runtime.generate, prompts, params, lambda f=flags: all(x.is_set() for x in f))
             at = 0
             for i in members:
                 n = len(items[i][0])
@@ -113,7 +115,12 @@ class ModelServer:
         return results
 
     async def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
-        return await self._generate_batch((prompts, params))
+        gone = threading.Event()
+        try:
+            return await self._generate_batch((prompts, params, gone))
+        except asyncio.CancelledError:  # the client disconnected: Serve cancels its request down to here
+            gone.set()
+            raise
 
     async def stream(self, prompt: list[int], params: GenerationParams):
         """Yields ``{"started": True}`` once accepted, then ``{"text": delta}``

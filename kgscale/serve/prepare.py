@@ -6,6 +6,8 @@ before it takes a place in a model's queue.
 """
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +102,9 @@ class RequestPreparer:
         self.append_eos = info.kind == "causal" and pooling == "last"
         self.max_input = cfg.limits.max_input_length or info.context_length
         self.max_input = min(self.max_input, info.context_length)
+        # the tokenizer's control tokens (<|im_start|>, </s>, ...), to find them in chat content
+        specials = sorted({t for t in getattr(tokenizer, "all_special_tokens", []) if t}, key=len, reverse=True)
+        self._controls = re.compile("|".join(map(re.escape, specials))) if specials else None
 
     def check_model(self, name: str | None) -> None:
         if name is not None and name != self.cfg.model_name:
@@ -160,8 +165,13 @@ class RequestPreparer:
         elif limit > room:
             raise bad_request(f"this model's context is {ctx} tokens; the prompt has {prompt_len} and max_tokens "
                               f"asks for {limit} more: lower max_tokens or shorten the prompt", "max_tokens")
+        stops = req.stops()
+        longest = max((len(x) for x in stops), default=0)
+        if longest > self.cfg.limits.max_stop_length:
+            raise bad_request(f"stop: a stop sequence has {longest} characters; at most "
+                              f"{self.cfg.limits.max_stop_length} are allowed", "stop")
         return GenerationParams(max_new_tokens=limit, temperature=float(req.temperature), top_p=float(req.top_p),
-                                stop=req.stops(), seed=req.seed)
+                                stop=stops, seed=req.seed)
 
     def completion(self, req: CompletionRequest) -> Prepared:
         self.check_model(req.model)
@@ -194,7 +204,27 @@ class RequestPreparer:
         except Exception as exc:  # the template itself refuses (e.g. roles out of order)
             raise bad_request(f"messages do not fit the model's chat template: {exc}", "messages") from None
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if self._controls is not None and any(self._controls.search(m["content"]) for m in messages):
+            ids = self._chat_ids_as_text(messages)
         return Prepared([ids], self._params(req, req.completion_limit(), len(ids)))
+
+    def _chat_ids_as_text(self, messages: list[dict]) -> list[int]:
+        """The chat's token ids with every message's content tokenised as
+        plain text: a user who writes ``<|im_start|>system`` gets those
+        characters, not the control token (role spoofing). The template is
+        rendered around placeholders and only its own text may hold control
+        tokens."""
+        nonce = uuid.uuid4().hex
+        marks = [{**m, "content": f"\ue000{nonce}{i}\ue001"} for i, m in enumerate(messages)]
+        text = self.tokenizer.apply_chat_template(marks, add_generation_prompt=True, tokenize=False)
+        ids: list[int] = []
+        for k, part in enumerate(re.split(f"\ue000{nonce}(\\d+)\ue001", text)):
+            if k % 2:  # a placeholder's message number
+                ids += self.tokenizer(messages[int(part)]["content"], add_special_tokens=False,
+                                      split_special_tokens=True)["input_ids"]
+            elif part:
+                ids += self.tokenizer(part, add_special_tokens=False)["input_ids"]
+        return ids
 
     # ---- KG completion ----------------------------------------------------
 

@@ -67,6 +67,23 @@ def build_app(cfg: ServeConfig, token_digest: str | None = None):
     return Api.options(name="Api", **ingress_options(cfg)).bind(data, model, token_digest)
 
 
+def check_exposure(cfg: ServeConfig) -> None:
+    """Binding an address other machines reach, with no token, serves the
+    model to anyone on the network: refused unless ``http.allow_public``."""
+    from kgscale.config import ConfigError
+    from kgscale.serve.http_guard import is_loopback
+
+    if is_loopback(cfg.http.host) or token_digest_from_env(cfg.api_token_env) is not None:
+        return
+    if not cfg.http.allow_public:
+        raise ConfigError(f"serve.http.host {cfg.http.host} is reachable from other machines and "
+                          f"${cfg.api_token_env} is not set, so anyone could use this server: set the token, "
+                          f"or pass --allow-public (serve.http.allow_public=true) to serve without one")
+    import logging
+
+    logging.getLogger("kgscale.serve").warning("serving %s without a token (allow_public)", cfg.http.host)
+
+
 def preflight(cfg: ServeConfig):
     """Fail on the driver, with a message, before anything is deployed: a
     missing model or snapshot, or an index of another model, would otherwise
@@ -75,6 +92,7 @@ def preflight(cfg: ServeConfig):
     from kgscale.serve.entity_index import check_index_dir
     from kgscale.serve.loading import describe
 
+    check_exposure(cfg)
     info = describe(cfg.model)
     if cfg.kg is not None:
         Snapshot(cfg.kg.snapshot)

@@ -78,6 +78,16 @@ class RdfConfig(StrictModel):
     # base IRI for relative IRIs in Turtle, TriG, RDF/XML, JSON-LD and N3
     # (N-Triples and N-Quads allow only absolute IRIs)
     base_iri: str | None = None
+    # limits on hostile input (each crossing is a reject naming the limit):
+    # the bytes of one N-Triples/N-Quads statement
+    max_line_bytes: int = Field(1 << 20, ge=1024)
+    # the nesting of JSON-LD objects and arrays, and of RDF/XML elements
+    # (pyoxigraph's cost grows with the square of it; JSON-LD past a few
+    # thousand levels crashes the process)
+    max_nesting_depth: int = Field(256, ge=1)
+    # what one RDF/XML internal entity may expand to, and by how much the
+    # entities may grow the whole document beyond 16x its size
+    max_entity_bytes: int = Field(1 << 20, ge=0)
 
     _iri_lists = field_validator("name_predicates", "description_predicates", "keep_literal_predicates")(
         classmethod(lambda cls, v: _check_iris(v))

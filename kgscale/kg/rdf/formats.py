@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import os
@@ -22,11 +23,13 @@ import pyarrow as pa
 import pyoxigraph as ox
 
 from kgscale.kg.rdf.config import RdfConfig
+from kgscale.kg.rdf.guards import Refused, check_json_depth, check_xml
 from kgscale.kg.rdf.mapping import quads_to_raw
 from kgscale.kg.rdf.ntriples import _syntax_message, parse_block
+from kgscale.kg.rdf.resume import statements
 from kgscale.kg.rdf.terms import QuadColumns, UnsupportedTerm
 from kgscale.kg.schema import REJECT, raw_table
-from kgscale.kg.sources.lines import ByteRange, iter_chunks
+from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, open_compressed, skip_bom
 
 LINE_FORMATS = {".nt": "nt", ".ntriples": "nt", ".nq": "nq", ".nquads": "nq"}
 STREAM_FORMATS = {
@@ -70,9 +73,18 @@ def file_scope(path: str) -> str:
     return hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
 
 
+@contextlib.contextmanager
 def _open(path: str):
+    """The file as a buffered binary stream after any byte-order mark (which
+    made pyoxigraph reject every Turtle statement of a file that had one)."""
     _, comp = split_compression(path)
-    return COMPRESSION[comp](path, "rb") if comp else open(path, "rb")
+    if comp:
+        with open_compressed(path) as (f, _start):
+            yield f
+        return
+    with open(path, "rb") as f:
+        skip_bom(f)
+        yield f
 
 
 def _rejects(rejects: list[tuple[int, str, str]], file: str) -> pa.Table:
@@ -86,14 +98,26 @@ def _rejects(rejects: list[tuple[int, str, str]], file: str) -> pa.Table:
     )
 
 
+def corrupt_reject(exc: CorruptInput) -> tuple[int, str, str]:
+    return exc.offset, exc.reason, ""
+
+
 def read_line_range(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
     """Read one byte range of an N-Triples or N-Quads file into raw rows."""
     quads = format_of(rng.path) == "nq"
     scope = file_scope(rng.path)
     empty = True
-    for offset, data in iter_chunks(rng, block=4 << 20):
+    chunks = iter_chunks(rng, block=4 << 20)
+    while True:
+        try:
+            offset, data = next(chunks)
+        except StopIteration:
+            break
+        except CorruptInput as exc:  # what was read before the break is kept
+            yield _rejects([corrupt_reject(exc)], rng.path)
+            return
         empty = False
-        table, rejects = parse_block(data, offset, quads)
+        table, rejects = parse_block(data, offset, quads, cfg.max_line_bytes)
         out = quads_to_raw(table, cfg, file=rng.path, split=role, scope=scope)
         if rejects:
             out = pa.concat_tables([out, _rejects(rejects, rng.path)])
@@ -103,78 +127,101 @@ def read_line_range(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Ta
         yield _rejects([(0, "empty file: no statements", "")], rng.path)
 
 
+MAX_STREAM_ERRORS = 1000
+
+
+def _precheck(path: str, fmt, cfg: RdfConfig) -> None:
+    """The guards of :mod:`kgscale.kg.rdf.guards` for the formats that need them."""
+    if fmt == ox.RdfFormat.JSON_LD:
+        with _open(path) as f:
+            check_json_depth(f, cfg.max_nesting_depth)
+    elif fmt == ox.RdfFormat.RDF_XML:
+        with _open(path) as f:
+            check_xml(f, cfg.max_nesting_depth, cfg.max_entity_bytes)
+
+
 def read_stream_file(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
     """Read a whole Turtle / TriG / RDF-XML / JSON-LD / N3 file into raw rows.
 
     pyoxigraph resumes after a syntax error where the format allows, so the
     statements before (and usually after) a bad one are kept; each error
-    becomes a reject with its line and column."""
+    becomes a reject at its line (the reason holds the column, never the
+    line: ``rejected.by_reason`` is keyed by the reason's text)."""
     path = rng.path
     ext, _ = split_compression(path)
     if ext in RDFLIB_FORMATS:
         yield from _read_rdflib(path, role, cfg)
         return
+    fmt = STREAM_FORMATS[ext]
     scope = file_scope(path)
-    cols, rejects = QuadColumns(), []
+    cols, rejects, at_lines = QuadColumns(), [], []
     count = 0
-    with _open(path) as f:
-        parser = iter(ox.parse(f, STREAM_FORMATS[ext], base_iri=cfg.base_iri, rename_blank_nodes=False))
-        while True:
-            try:
-                q = next(parser)
-            except StopIteration:
-                break
-            except SyntaxError as exc:
-                rejects.append(_stream_reject(path, exc))
-                if len(rejects) >= 1000:
+    try:
+        _precheck(path, fmt, cfg)
+        for item in statements(lambda: _open(path), fmt, cfg.base_iri):
+            if item[0] == "error":
+                _, exc, line = item
+                if line:
+                    at_lines.append((len(rejects), line))
+                rejects.append((-1, _stream_error(exc), ""))
+                if len(rejects) >= MAX_STREAM_ERRORS:
                     rejects.append((-1, "too many syntax errors: rest of the file skipped", ""))
                     break
                 continue
-            except (ValueError, OSError) as exc:  # e.g. an invalid JSON-LD context, a truncated gzip stream
-                rejects.append((-1, f"cannot read: {exc}", ""))
-                break
+            q = item[1]
             try:
                 cols.add_terms(q.subject, q.predicate, q.object, q.graph_name, count)
             except UnsupportedTerm as exc:
-                rejects.append((-1, f"statement {count}: {exc}", str(q)))
+                rejects.append((-1, f"unsupported statement: {exc}"[:300], str(q)[:500]))
             count += 1
             if len(cols) >= STATEMENTS_PER_BLOCK:
                 yield quads_to_raw(cols.table(), cfg, file=path, split=role, scope=scope)
                 cols = QuadColumns()
+    except ValueError as exc:  # e.g. an invalid JSON-LD context
+        rejects.append((-1, f"cannot read: {str(exc)[:300]}", ""))
+    except Refused as exc:
+        rejects.append((exc.offset, exc.reason, ""))
+    except CorruptInput as exc:
+        rejects.append(corrupt_reject(exc))
     if len(cols):
         yield quads_to_raw(cols.table(), cfg, file=path, split=role, scope=scope)
+    if at_lines:
+        _locate(path, rejects, at_lines)
     if count == 0 and not rejects:
         rejects.append((0, "empty file: no statements", ""))
     if rejects:
         yield _rejects(rejects, path)
 
 
-def _stream_reject(path: str, exc: SyntaxError) -> tuple[int, str, str]:
-    line = exc.lineno or 0
+def _stream_error(exc: SyntaxError) -> str:
+    """The reason, without the line (the reject's offset has it)."""
+    if exc.lineno:
+        return _syntax_message(exc)
     msg = exc.msg if isinstance(exc.msg, str) else str(exc)
-    if line:
-        msg = f"line {line}: " + _syntax_message(exc).removeprefix("syntax error: ")
-        return _line_offset(path, line), f"syntax error at {msg}", _line_text(path, line)
-    return -1, f"syntax error: {msg}", ""
+    return f"syntax error: {msg[:300]}"
 
 
-def _line_offset(path: str, line: int) -> int:
-    """Byte offset where 1-based ``line`` starts (read only for rejects)."""
-    pos = 0
-    with _open(path) as f:
-        for i, text in enumerate(f, start=1):
-            if i == line:
-                return pos
-            pos += len(text)
-    return pos
-
-
-def _line_text(path: str, line: int) -> str:
-    with _open(path) as f:
-        for i, text in enumerate(f, start=1):
-            if i == line:
-                return text.decode("utf-8", "replace").rstrip("\r\n")
-    return ""
+def _locate(path: str, rejects: list, at_lines: list[tuple[int, int]]) -> None:
+    """Give the rejects at ``at_lines`` (index, 1-based line) the byte offset
+    and text of their line, in one pass over the file (a pass per reject
+    made a file with many errors quadratic)."""
+    want: dict[int, list[int]] = {}
+    for i, line in at_lines:
+        want.setdefault(line, []).append(i)
+    last = max(want)
+    try:
+        with _open(path) as f:
+            pos = f.tell()
+            for n, text in enumerate(f, start=1):
+                if n in want:
+                    shown = text[:500].decode("utf-8", "replace").rstrip("\r\n")
+                    for i in want[n]:
+                        rejects[i] = (pos, rejects[i][1], shown)
+                if n >= last:
+                    break
+                pos += len(text)
+    except CorruptInput:
+        pass  # the corruption is its own reject; these keep offset -1
 
 
 def _read_rdflib(path: str, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
@@ -185,16 +232,23 @@ def _read_rdflib(path: str, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
         with _open(path) as f:
             ds.parse(f, format=RDFLIB_FORMATS[split_compression(path)[0]], publicID=cfg.base_iri)
     except Exception as exc:  # rdflib raises many kinds; each is this file's fault
-        yield _rejects([(-1, f"cannot parse with rdflib: {exc}", "")], path)
+        yield _rejects([(-1, f"cannot parse with rdflib: {str(exc)[:300]}", "")], path)
         return
-    cols = QuadColumns()
+    cols, rejects = QuadColumns(), []
     for i, (s, p, o, g) in enumerate(ds.quads((None, None, None, None))):
-        gk = None if g is None or g.identifier == rdflib.graph.DATASET_DEFAULT_GRAPH_ID else g.identifier
-        cols.add_terms(_ox(s), _ox(p), _ox(o), _ox(gk) if gk is not None else None, i)
+        # rdflib 7 yields the graph's identifier here (older versions the graph)
+        g = getattr(g, "identifier", g)
+        gk = None if g is None or g == rdflib.graph.DATASET_DEFAULT_GRAPH_ID else g
+        try:
+            cols.add_terms(_ox(s), _ox(p), _ox(o), _ox(gk) if gk is not None else None, i)
+        except (UnsupportedTerm, ValueError) as exc:  # a term pyoxigraph refuses (a bad IRI rdflib let through)
+            rejects.append((-1, f"unsupported statement: {exc}"[:300], f"{s} {p} {o}"[:500]))
     if len(cols):
         yield quads_to_raw(cols.table(), cfg, file=path, split=role, scope=file_scope(path))
-    else:
-        yield _rejects([(0, "empty file: no statements", "")], path)
+    elif not rejects:
+        rejects.append((0, "empty file: no statements", ""))
+    if rejects:
+        yield _rejects(rejects, path)
 
 
 def _ox(term):

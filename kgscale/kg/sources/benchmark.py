@@ -9,6 +9,7 @@ from pathlib import Path
 from kgscale.kg.schema import SPLITS, RawRows
 from kgscale.kg.sources.base import SourceError
 from kgscale.kg.sources.line_datasource import LineFileDatasource
+from kgscale.kg.sources.lines import BOM
 from kgscale.kg.sources.tsv_block import parse_tsv_chunk
 
 TRIPLE_FILES = {split: f"{split}.txt" for split in SPLITS}
@@ -35,7 +36,8 @@ def parse_benchmark_line(rows: RawRows, role: str, offset: int, text: str, file:
         rows.triple(role, head, relation, tail, file, offset)
         return
     expected = HEADERS[role]
-    if offset == 0 and tuple(f.strip().lower() for f in fields) == expected:
+    # the first line (after a byte-order mark, which the reader steps over)
+    if offset in (0, len(BOM)) and tuple(f.strip().lower() for f in fields) == expected:
         return  # header line
     if len(fields) != len(expected):
         rows.reject(

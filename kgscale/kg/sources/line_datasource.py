@@ -17,7 +17,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.sources.lines import ByteRange, iter_chunks, iter_lines, plan_ranges
+from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, iter_lines, plan_ranges
 
 # parse(rows, role, offset, text, file) -> None: one line
 LineParser = Callable[[RawRows, str, int, str, str], None]
@@ -52,7 +52,18 @@ def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkP
     With ``parse_chunk``, chunks of whole lines that are valid UTF-8 are
     parsed at once; a chunk with bad bytes falls back to ``parse`` line by
     line, so every bad line is located and the rest of the chunk is kept.
+    A compressed file whose stream breaks keeps what came before the break
+    and ends with one reject at the offset where it broke.
     """
+    try:
+        yield from _read_range(rng, role, parse, parse_chunk)
+    except CorruptInput as exc:
+        rows = RawRows()
+        rows.reject(exc.reason, "", rng.path, exc.offset)
+        yield rows.table()
+
+
+def _read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None) -> Iterable[pa.Table]:
     if parse_chunk is not None:
         for offset, data in iter_chunks(rng):
             try:
@@ -105,7 +116,9 @@ class LineFileDatasource(Datasource):
         target = target_range_bytes(total, self.target_bytes)
         roles = dict(self.files)
         tasks = []
+        self.places = []  # (file, start) of each task, for a reject if it crashes
         for rng in plan_ranges([p for p, _ in self.files], target):
+            self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
             tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse, self.parse_chunk), meta, schema=RAW_SCHEMA))
@@ -150,7 +163,9 @@ class RangeDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
         tasks = []
+        self.places = []  # (file, start) of each task, for a reject if it crashes
         for rng, role in self.plan(parallelism):
+            self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
             tasks.append(ReadTask(functools.partial(_read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))

@@ -8,13 +8,60 @@ are read whole by one task.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
+BOM = b"\xef\xbb\xbf"
+
+
+class CorruptInput(Exception):
+    """A compressed file whose stream breaks: ``offset`` is how far (in
+    uncompressed bytes) it decompressed; the reader turns it into a reject."""
+
+    def __init__(self, path: str, offset: int, detail: str) -> None:
+        super().__init__(f"{path} @ {offset}: {detail}")
+        self.path, self.offset, self.detail = path, offset, detail
+
+    @property
+    def reason(self) -> str:
+        return f"corrupt compressed file: {self.detail[:200]} (the rest of the file is not read)"
+
+
+@contextlib.contextmanager
+def open_compressed(path: str):
+    """A ``.gz`` / ``.bz2`` file opened for reading, positioned after a UTF-8
+    byte-order mark; a truncated or corrupt stream raises :class:`CorruptInput`
+    (gzip and bz2 raise EOFError, OSError or zlib.error, none of which says
+    it is the file's fault)."""
+    raw = COMPRESSED[os.path.splitext(path)[1]](path, "rb")
+    try:
+        f = io.BufferedReader(raw)
+        start = skip_bom(f)
+        yield f, start
+    except (EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        try:
+            offset = raw.tell()
+        except Exception:  # the stream is broken; its position may be too
+            offset = -1
+        raise CorruptInput(path, offset, str(exc) or type(exc).__name__) from None
+    finally:
+        raw.close()
+
+
+def skip_bom(f) -> int:
+    """Step over a UTF-8 byte-order mark at the start of ``f`` (a buffered
+    binary stream); returns the offset of the first byte after it. Without
+    this the mark glues itself to the first line: in N-Triples the first
+    statement was rejected, in a TSV header it made the header an entity."""
+    return len(BOM) if f.peek(len(BOM))[: len(BOM)] == BOM and f.read(len(BOM)) else 0
 
 
 @dataclass(frozen=True)
@@ -51,9 +98,8 @@ def iter_lines(rng: ByteRange, block: int = 1 << 22) -> Iterator[tuple[int, byte
     located later. Works in blocks, so memory stays at about ``block`` bytes.
     """
     if rng.compressed:
-        opener = COMPRESSED[os.path.splitext(rng.path)[1]]
-        with opener(rng.path, "rb") as f:
-            yield from _split(io.BufferedReader(f), 0, None, block)
+        with open_compressed(rng.path) as (f, start):
+            yield from _split(f, start, None, block)
         return
     with open(rng.path, "rb") as f:
         pos = rng.start
@@ -65,7 +111,7 @@ def iter_lines(rng: ByteRange, block: int = 1 << 22) -> Iterator[tuple[int, byte
                 skipped = f.readline()
                 pos += len(skipped)
         else:
-            f.seek(0)
+            pos = skip_bom(f)
         limit = None if rng.end < 0 else rng.end
         yield from _split(f, pos, limit, block)
 
@@ -97,9 +143,8 @@ def iter_chunks(rng: ByteRange, block: int = 1 << 23) -> Iterator[tuple[int, byt
     ``block`` bytes each, for parsers that work on many lines at once. Every
     chunk ends with a newline, except possibly the file's last."""
     if rng.compressed:
-        opener = COMPRESSED[os.path.splitext(rng.path)[1]]
-        with opener(rng.path, "rb") as f:
-            yield from _chunks(io.BufferedReader(f), 0, None, block)
+        with open_compressed(rng.path) as (f, start):
+            yield from _chunks(f, start, None, block)
         return
     with open(rng.path, "rb") as f:
         pos = rng.start
@@ -107,6 +152,8 @@ def iter_chunks(rng: ByteRange, block: int = 1 << 23) -> Iterator[tuple[int, byt
             f.seek(rng.start - 1)
             if f.read(1) != b"\n":
                 pos += len(f.readline())
+        else:
+            pos = skip_bom(f)
         yield from _chunks(f, pos, None if rng.end < 0 else rng.end, block)
 
 

@@ -59,6 +59,8 @@ class SparqlConfig(StrictModel):
     # HTTP basic authentication: user, and the environment variable holding the password
     user: str | None = None
     password_env: str | None = None
+    # a response larger than this is refused (read as it arrives, never whole)
+    max_response_bytes: int = Field(256 << 20, gt=0)
 
 
 # --- connections: opened inside read tasks, never pickled -----------------------------------
@@ -113,9 +115,12 @@ class HttpEndpoint:
                 wait *= 2
             try:
                 req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    data = resp.read()
+                with _OPENER.open(req, timeout=self.cfg.timeout_s) as resp:
+                    data = _read_bounded(resp, self.cfg.max_response_bytes, time.monotonic() + self.cfg.timeout_s)
                 return list(ox.parse_query_results(data, ox.QueryResultsFormat.JSON))
+            except ResponseRefused as exc:
+                last = str(exc)
+                break  # the same query would get the same answer
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace").strip()
                 last = f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
@@ -129,6 +134,50 @@ class HttpEndpoint:
                 last = f"unreadable results: {exc}"
         tries = attempt + 1
         raise QueryFailed(f"{last} (after {tries} tr{'y' if tries == 1 else 'ies'})")
+
+
+class ResponseRefused(Exception):
+    """An answer too large or too slow to accept."""
+
+
+def _read_bounded(resp, limit: int, deadline: float, block: int = 1 << 20) -> bytes:
+    """The body, read in blocks: refused past ``limit`` bytes or past the
+    request's ``deadline`` (the socket timeout alone bounds each read, so a
+    server trickling a byte a second never timed out)."""
+    parts, size = [], 0
+    while True:
+        chunk = resp.read1(block) if hasattr(resp, "read1") else resp.read(block)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit:
+            raise ResponseRefused(f"response larger than {limit} bytes (sparql.max_response_bytes)")
+        if time.monotonic() > deadline:
+            raise ResponseRefused("response not complete within sparql.timeout_s")
+        parts.append(chunk)
+
+
+class _SameOriginAuth(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never carry the credentials to another origin
+    (urllib copies every header, so a redirect handed the Basic password to
+    whatever host it named)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for h in list(new.headers):
+                if h.lower() == "authorization":
+                    del new.headers[h]
+            new.unredirected_hdrs.pop("Authorization", None)
+        return new
+
+
+def _origin(url: str) -> tuple:
+    p = urllib.parse.urlsplit(url)
+    return p.scheme, p.hostname, p.port or {"http": 80, "https": 443}.get(p.scheme)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginAuth)
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -196,10 +245,18 @@ def read_pages(conn, pages: list[Page], graphs: str, rdf: RdfConfig, label: str,
         query = page_query(graphs, page.predicate, page.limit, page.offset)
         try:
             solutions = conn.select(query)
+            if len(solutions) < page.rows:
+                solutions = _complete(conn, graphs, page, solutions)
         except QueryFailed as exc:
             yield raw_table(1, kind=REJECT, file=label, offset=page.offset, raw=query,
                             reason=f"SPARQL query failed for predicate <{page.predicate}> at row {page.offset}: {exc}")
             continue
+        except ShortPage as exc:
+            yield raw_table(1, kind=REJECT, file=label, offset=exc.offset, raw=exc.query,
+                            reason=f"short page: predicate <{page.predicate}> planned {page.rows} rows from row "
+                                   f"{page.offset}, the endpoint gave {exc.got} (a result-row cap?); "
+                                   f"the {exc.got} are kept")
+            solutions = exc.solutions
         cols, bad = QuadColumns(), []
         p = ox.NamedNode(page.predicate)
         for i, sol in enumerate(solutions):
@@ -214,6 +271,33 @@ def read_pages(conn, pages: list[Page], graphs: str, rdf: RdfConfig, label: str,
             out = pa.concat_tables([out, rej])
         if out.num_rows:
             yield out
+
+
+class ShortPage(Exception):
+    def __init__(self, offset: int, query: str, got: int, solutions: list) -> None:
+        self.offset, self.query, self.got, self.solutions = offset, query, got, solutions
+
+
+def _complete(conn, graphs: str, page: Page, first: list) -> list:
+    """A page that came back short of its planned rows (an endpoint that caps
+    its results truncated the read silently: 10 of 100 triples, exit 0) is
+    read again in ordered pieces of the size the endpoint did give; a piece
+    that comes back empty before the plan is met raises :class:`ShortPage`
+    with what was read. A store that changed since planning reads short too,
+    and is reported the same way."""
+    step = len(first)
+    if step == 0:
+        raise ShortPage(page.offset, page_query(graphs, page.predicate, page.limit, page.offset), 0, [])
+    got: list = []
+    at = page.offset
+    while len(got) < page.rows:
+        query = page_query(graphs, page.predicate, min(step, page.rows - len(got)), at)
+        piece = conn.select(query)
+        if not piece:
+            raise ShortPage(at, query, len(got), got)
+        got += piece
+        at += len(piece)
+    return got
 
 
 def cluster_cpus() -> int:
@@ -231,6 +315,7 @@ class SparqlDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
         out = []
+        self.places = [(self.label, pages[0].offset) for pages in self.tasks]  # for a reject if a task crashes
         for pages in self.tasks:
             rows = sum(p.rows for p in pages)
             meta = BlockMetadata(num_rows=None, size_bytes=rows * 200, input_files=None, exec_stats=None)
@@ -274,6 +359,9 @@ class SparqlSource:
 
     def describe(self) -> dict:
         d = {"type": self.kind, "path": self.label, "graphs": self.cfg.graphs}
+        if getattr(self, "counts", None) is not None:  # what planning expects; a short read is a "short page" reject
+            d["planned_rows"] = sum(self.counts.values())
+            d["planned_predicates"] = len(self.counts)
         if self.kind == "sparql" and self.cfg.user:
             d["user"] = self.cfg.user
         return d
@@ -286,8 +374,17 @@ class SparqlSource:
         counts = {}
         for sol in rows:
             p, n = sol["p"], sol["n"]
+            if p is None or n is None:
+                # an answer without the variables asked for would plan an empty read
+                raise SourceError(f"{self.label}: the planning answer has no ?p and ?n (got {sol!r:.200})")
+            try:
+                count = int(n.value)
+            except ValueError:
+                raise SourceError(f"{self.label}: the planning answer counts {p} as {n.value[:50]!r}, not an integer") from None
+            if count < 0:
+                raise SourceError(f"{self.label}: the planning answer counts {p} as {count}")
             if type(p) is ox.NamedNode:
-                counts[p.value] = int(n.value)
+                counts[p.value] = count
         return counts
 
     def datasource(self) -> SparqlDatasource:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kgscale.kg.schema import ENTITY, RAW_SCHEMA, RELATION, SPLITS, TRIPLE, RawRows
+from kgscale.kg.sources.lines import BOM
 
 FIELDS = {**{s: ("head", "relation", "tail") for s in SPLITS}, "entities": ("id", "name", "description"),
           "relations": ("id", "text")}
@@ -32,7 +33,7 @@ def parse_tsv_chunk(role: str, offset0: int, text: str, file: str) -> pa.Table:
     count = np.array(pc.list_value_length(parts).to_numpy(zero_copy_only=False), dtype=np.int64)
     blank = pc.equal(pc.utf8_trim_whitespace(line), "").to_numpy(zero_copy_only=False)
     ok = (count == k) & ~blank
-    if role in ("entities", "relations") and offset0 == 0 and len(lines):
+    if role in ("entities", "relations") and offset0 in (0, len(BOM)) and len(lines):  # after a byte-order mark
         first = [f.strip().lower() for f in lines[0].rstrip("\r").split("\t")]
         if tuple(first) == names:
             ok[0] = False
