@@ -16,14 +16,17 @@ TEXTS = ["stool: solid excretory product evacuated from the bowels",
 def test_minilm_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
     path = resolve(BackboneConfig(model="all-minilm-l6-v2"))
-    ours = Embedder({"model": "all-minilm-l6-v2"}, max_length=256).embed(TEXTS)
+    ours = Embedder({"model": "all-minilm-l6-v2"}, max_length=256, dtype="float32").embed(TEXTS)
     theirs = st.SentenceTransformer(str(path), device="cpu").encode(TEXTS, normalize_embeddings=True)
     assert ours.shape == (3, 384)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # bf16 weights (auto on CPUs with bf16 matrix units): the same directions
+    bf16 = Embedder({"model": "all-minilm-l6-v2"}, max_length=256, dtype="bfloat16").embed(TEXTS)
+    assert (bf16 * ours).sum(1).min() >= 0.999
 
 
 def test_causal_lm_reads_the_eos_state():
-    emb = Embedder({"model": "tiny-llama"}, max_length=8)
+    emb = Embedder({"model": "tiny-llama"}, max_length=8, dtype="float32")
     assert (emb.pooling, emb.append_eos) == ("last", True)
     tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
     model = load_model(BackboneConfig(model="tiny-llama"))
@@ -87,7 +90,7 @@ def test_entity_texts_are_cut_by_tokens_before_views_are_composed():
 
 
 def test_encoder_decoder_embeds_with_its_encoder_mean():
-    emb = Embedder({"model": "tiny-bart"})
+    emb = Embedder({"model": "tiny-bart"}, dtype="float32")
     assert (emb.kind, emb.pooling, emb.append_eos) == ("seq2seq", "mean", False)
     tok = load_tokenizer(BackboneConfig(model="tiny-bart"))
     model = load_model(BackboneConfig(model="tiny-bart"))

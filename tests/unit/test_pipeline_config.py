@@ -35,17 +35,29 @@ def test_every_job_builds_all_its_stage_configs(path, tmp_path):
     assert all(str(out).startswith(str(tmp_path / "run")) for _, out, _, _ in pipeline.plan)
 
 
-def test_quickstart_chains_kalm_into_kale_and_evaluates_both():
+def test_quickstart_evaluates_the_starting_model_beside_the_trained_one():
     data = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     p = Pipeline(data)
     assert [n for n, *_ in p.plan] == ["ingest", "questions", "paths", "rationales", "train/kalm", "train/kale",
-                                      "eval/kgc", "eval/qa"]
+                                      "eval/kgc_start", "eval/kgc", "eval/qa"]
     # changing an upstream setting changes every downstream fingerprint, not the others
     data2 = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     data2["train"]["kalm"]["train"]["max_steps"] = 7
     q = Pipeline(data2)
     changed = {n for n in p.fp if p.fp[n] != q.fp[n]}
-    assert changed == {"train/kalm", "train/kale", "eval/kgc", "eval/qa"}
+    assert changed == {"train/kalm", "eval/kgc"}  # the starting model's evaluation stays current
+    # KALE trains on one part of CommonsenseQA and QA is scored on the other
+    assert data["questions"]["part"] == "train" and data["eval"]["qa"]["part"] == "heldout"
+
+
+def test_kale_recipe_scores_base_sft_and_kale_with_identical_settings():
+    p = Pipeline(read_yaml(ROOT / "jobs" / "kale_csqa_wordnet.yaml"))
+    names = [n for n, *_ in p.plan]
+    assert names[-5:] == ["train/sft", "train/kale", "eval/qa_start", "eval/qa_sft", "eval/qa"]
+    with pytest.raises(ConfigError, match="eval.qa.compare"):
+        data = read_yaml(ROOT / "jobs" / "kale_csqa_wordnet.yaml")
+        data["eval"]["qa"]["compare"] = ["sft"]
+        Pipeline(data)
 
 
 def test_errors_name_the_key_or_the_missing_stage(tmp_path):

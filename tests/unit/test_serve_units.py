@@ -231,7 +231,7 @@ def test_trained_lora_directory_is_served_with_its_adapter(tmp_path, runtime):
     data = json.loads(cfg_path.read_text())
     data["base_model_name_or_path"] = "tiny-llama"
     cfg_path.write_text(json.dumps(data))
-    trained = ModelRuntime(BackboneConfig(model=str(tmp_path / "trained")), torch_threads=1)
+    trained = ModelRuntime(BackboneConfig(model=str(tmp_path / "trained")), torch_threads=1, dtype="float32")
     ids = embedding_ids(runtime.tokenizer, ["a dog"], append_eos=True)
     with torch.inference_mode():
         merged = peft_model.eval()(input_ids=torch.tensor(ids), output_hidden_states=True).hidden_states[-1]
