@@ -56,9 +56,10 @@ def tiny_snapshot(out: Path) -> Path:
     return write_snapshot(out, TRIPLES, ANIMALS, RELATIONS)
 
 
-def wn18rr_slice(shared: Path, out: Path, n: int = 400) -> Path:
+def wn18rr_slice(shared: Path, out: Path, n: int = 400, test: int = 0) -> Path:
     """The first ``n`` training triples of WN18RR with their entities' real names
-    and glosses (valid/test left out), written as a snapshot."""
+    and glosses (valid/test left out), written as a snapshot; the last ``test``
+    of them go to its test split instead."""
     root = shared / "wn18rr"
     ents = {}
     for line in (root / "entities.tsv").read_text(encoding="utf-8").splitlines()[1:]:
@@ -76,7 +77,7 @@ def wn18rr_slice(shared: Path, out: Path, n: int = 400) -> Path:
         for key in (h, t):
             ent_ids.setdefault(key, len(ent_ids))
         rel_ids.setdefault(r, len(rel_ids))
-        triples.append((ent_ids[h], rel_ids[r], ent_ids[t], "train"))
+        triples.append((ent_ids[h], rel_ids[r], ent_ids[t], "test" if len(triples) >= n - test else "train"))
     entities = [ents.get(k, (k, "")) for k in ent_ids]
     relations = [rels.get(k, k.strip("_").replace("_", " ")) for k in rel_ids]
     return write_snapshot(out, triples, entities, relations)

@@ -129,6 +129,7 @@ def qa_comparison_text(cmp: dict) -> str:
 
 # metrics.jsonl keys that are not loss parts
 NOT_LOSSES = {"step", "epoch", "lr", "temperature", "tokens_per_s", "samples_per_s", "window_s", "peak_memory_mb",
+              "memory_mb", "tensor_memory_mb",
               "s_per_step", "time", "answer_tokens", "accuracy", "candidates", "pos_cosine", "tokens", "samples", "grad_norm", "completion_tokens"}
 
 

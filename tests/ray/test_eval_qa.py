@@ -32,7 +32,7 @@ def test_eval_qa_with_rationales_and_kgqa(tmp_path):
     kgqa.write_text(json.dumps({"id": "k1", "question": "Capital of France?", "answers": ["Paris"]}) + "\n")
     out = tmp_path / "out"
     assert main(["eval", "qa", "--model", "tiny-llama", "--data", str(data), "--rationales", str(rat), "--kgqa", str(kgqa),
-                 "--out", str(out), "qa.answer_length=4", "ray.progress_bars=false"]) == 0
+                 "--out", str(out), "qa.answer_length=4", "qa.dtype=float32", "ray.progress_bars=false"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     mc = m["multiple_choice"]["tiny"]
     assert mc["questions"] == 3 and m["rejected"]["total"] == 1

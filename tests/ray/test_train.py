@@ -120,7 +120,7 @@ def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shar
     from kgscale.models.backbone import BackboneConfig, resolve
     from kgscale.models.embed_cache import cache_dir
 
-    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300, test=20)
     cfg = build(TrainConfig, config(
         tmp_path, objective={"name": "kalm_contrastive", "key_tower": "frozen", "entity_bank": True,
                              "both_directions": False},
@@ -139,7 +139,7 @@ def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shar
     cached = set(cache_dir().glob("*.npy"))
     assert cached  # the bank
 
-    result = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc", split="train", limit=20),
+    result = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc"),
                      BackboneConfig(model=str(out)), EmbedConfig(max_length=32, max_entity_tokens=24), RankConfig())
     m = result["metrics"]
     assert m["towers"] == "query and key" and m["queries"] == 40
