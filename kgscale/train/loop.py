@@ -214,6 +214,10 @@ def _load_rows(shard, rank: int, world: int) -> dict[str, np.ndarray]:
     cols: dict[str, list] = {}
     for batch in shard.iter_batches(batch_size=None, batch_format="numpy"):
         for k, v in batch.items():
+            if v.ndim > 1:  # a block whose id lists are all one length comes as a 2-D array
+                rows = np.empty(len(v), dtype=object)
+                rows[:] = list(v)
+                v = rows
             cols.setdefault(k, []).append(v)
     table = {k: np.concatenate(v) for k, v in cols.items()}
     keep = local_rows(table["row"], rank, world)
