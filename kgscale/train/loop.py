@@ -216,7 +216,8 @@ def _load_rows(shard, rank: int, world: int) -> dict[str, np.ndarray]:
         for k, v in batch.items():
             if v.ndim > 1:  # a block whose id lists are all one length comes as a 2-D array
                 rows = np.empty(len(v), dtype=object)
-                rows[:] = list(v)
+                for i, x in enumerate(v):
+                    rows[i] = x
                 v = rows
             cols.setdefault(k, []).append(v)
     table = {k: np.concatenate(v) for k, v in cols.items()}
