@@ -22,5 +22,5 @@ def test_quality_gpu_script_runs_both_recipes_at_cpu_smoke_scale(tmp_path, share
         summary = json.loads((tmp_path / "runs" / name / "summary.json").read_text())
         assert set(summary["kgc"]) == {"start", "trained"}
         assert summary["kgc"]["start"]["queries"] == 40  # eval.kgc.limit=20 triples, both directions
-    assert out.stdout.count("  start ") == 2 and out.stdout.count("  trained ") == 2
+    assert out.stdout.count("\n  start     MRR") == 2 and out.stdout.count("\n  trained   MRR") == 2
     assert "minilm_wn18rr: " in out.stdout and "kalm_smollm2_wn18rr: " in out.stdout
