@@ -42,6 +42,11 @@ class ModelSettings(BackboneConfig):
     frozen_modules: list[str] = []
     # auto: bf16 on GPUs and on CPUs with bf16 matrix units (kgscale.models.precision), else fp32
     precision: Precision = "auto"
+    # the attention kernel while training: auto is transformers' default (SDPA
+    # where the model has it); eager is faster on a CPU for short views (MiniLM
+    # on 25-token queries, bf16, 2 threads: a step 206 ms against 286 ms, the
+    # SDPA backward being the difference; bench/train_throughput.py)
+    attention: Literal["auto", "eager", "sdpa"] = "auto"
 
 
 def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "bf16"]:
@@ -125,7 +130,8 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
         zero3 = HfDeepSpeedConfig(zero3_config)  # transformers reads it through a weak reference
     try:
         try:
-            model = cls.from_pretrained(str(path), dtype=torch.float32)
+            attn = {} if cfg.attention == "auto" else {"attn_implementation": cfg.attention}
+            model = cls.from_pretrained(str(path), dtype=torch.float32, **attn)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load {cfg.model!r} as a {kind} model: {exc}") from exc
         if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

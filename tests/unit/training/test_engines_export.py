@@ -111,3 +111,16 @@ def test_live_tensor_memory_counts_each_storage_once():
     big = torch.zeros(2**20, dtype=torch.float32)  # 4 MiB
     views = [big[1:], big.view(1024, 1024)]  # noqa: F841 - share the storage
     assert 3.9 < live_tensor_mb() - before < 4.1
+
+def test_attention_kernel_setting_changes_the_kernel_not_the_function():
+    from tests.unit.objectives.test_kalm import kalm_batch
+
+    losses = {}
+    for attention in ("eager", "sdpa"):
+        cfg = ModelSettings(model="tiny-llama", attention=attention, lora={"enabled": False})
+        model = load_for_training(cfg)
+        assert model.config._attn_implementation == attention
+        losses[attention] = KaLM(lm_weight=1.0)(model.eval(), kalm_batch()).loss.item()
+    assert math.isclose(losses["eager"], losses["sdpa"], rel_tol=1e-4)
+    with pytest.raises(ValueError):
+        ModelSettings(model="tiny-llama", attention="flash")
