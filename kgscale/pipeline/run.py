@@ -228,7 +228,7 @@ class Pipeline:
         sec.setdefault("train", {})["out"] = str(self.out("train", name))
         cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
         fp = fingerprint(where, cfg.model_dump(mode="json", exclude={"ray"}), upstream)
-        self._add(f"train/{name}", self.out("train", name), fp, lambda: run_train(cfg, overwrite=True))
+        self._add(f"train/{name}", self.out("train", name), fp, lambda: _train_stage(cfg, fp, f"train/{name}"))
 
     def _eval_kgc(self, sec: dict) -> None:
         from kgscale.models.backbone import BackboneConfig
@@ -358,3 +358,14 @@ def _source_stamp(source: str) -> Any:
 
 
 __all__ = ["Pipeline", "RunSettings", "MissingStageError", "STAGES"]
+
+
+def _train_stage(cfg, fp: str, name: str) -> dict:
+    """A training stage: an interrupted run of the same stage (same config and
+    inputs) resumes from its last checkpoint; anything else starts afresh."""
+    from kgscale.train.run import resumable, run_train
+
+    if resumable(cfg, fp):
+        print(f"kgscale run: {name} resumes its interrupted run from the last checkpoint", flush=True)
+        return run_train(cfg, resume=True, fingerprint=fp)
+    return run_train(cfg, overwrite=True, fingerprint=fp)

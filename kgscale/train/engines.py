@@ -179,7 +179,8 @@ class DDPEngine:
                        os.path.join(directory, "ddp_state.pt"))
 
     def load(self, directory: Path) -> None:
-        state = torch.load(os.path.join(directory, "ddp_state.pt"), map_location=self.device, weights_only=False)
+        # tensors, numbers and lists only: no pickled code runs while loading
+        state = torch.load(os.path.join(directory, "ddp_state.pt"), map_location=self.device, weights_only=True)
         missing = set(_trainable_state(self.module)) - set(state["module"])
         if missing:
             raise KeyError(f"the checkpoint lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[:3]}")

@@ -144,8 +144,24 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     return run_dir
 
 
-def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train as configured; returns the manifest of the output directory."""
+FINGERPRINT = "pipeline_fingerprint"
+
+
+def resumable(cfg: TrainConfig, fingerprint: str) -> bool:
+    """Does ``cfg``'s run directory hold checkpoints of an interrupted run of
+    the same pipeline stage (the same config and inputs: the stage's
+    fingerprint, written by :func:`run_train`)? ``kgscale run`` then resumes
+    it instead of starting again from step 0."""
+    run_dir = run_dir_for(cfg.train.out)
+    marker = run_dir / FINGERPRINT
+    return ((run_dir / "checkpoint_manager_snapshot.json").is_file() and marker.is_file()
+            and marker.read_text().strip() == fingerprint)
+
+
+def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fingerprint: str | None = None) -> dict:
+    """Train as configured; returns the manifest of the output directory.
+    ``fingerprint``: the pipeline stage's, kept in the run directory for
+    :func:`resumable`."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -164,6 +180,8 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         ensure_ray(cfg.ray)
         check_resources(cfg)
         run_dir = prepare_run_dir(cfg, resume, overwrite)
+        if fingerprint is not None:
+            (run_dir / FINGERPRINT).write_text(fingerprint + "\n")
     obj = objective_class(cfg.objective.name)
     rejects = SampleRejects(strict=cfg.data.strict)
     with timer("samples"):
@@ -206,7 +224,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
             raise TrainError(f"training failed (checkpoints, if any, are in {run_dir}; fix the cause and "
-                             f"rerun with --resume): {_root_cause(exc)}") from None
+                             f"rerun with --resume; `kgscale run` resumes it by itself): {_root_cause(exc)}") from None
     if result.checkpoint is None:
         raise TrainError(f"training ended without a checkpoint in {run_dir}")
     with timer("write"), result.checkpoint.as_directory() as ckpt:

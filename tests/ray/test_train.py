@@ -145,3 +145,33 @@ def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shar
     assert m["towers"] == "query and key" and m["queries"] == 40
     # the entity views were the bank's, by the same weights: one new entry (the queries)
     assert len(set(cache_dir().glob("*.npy")) - cached) == 1
+
+
+def test_kgscale_run_resumes_an_interrupted_training_stage(tmp_path, shared_datasets, capsys):
+    """A `kgscale run` whose training stage dies (its worker killed after the
+    step-2 checkpoint, no failures allowed) leaves its checkpoints; running
+    the same pipeline again resumes from step 2 instead of starting over, and
+    a changed stage would not resume that run."""
+    from kgscale.train.run import resumable
+
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300)
+    stage = {"objective": {"name": "kalm_contrastive"}, "model": {"model": "tiny-llama", "lora": {"enabled": False}},
+             "data": {"snapshot": str(snap), "max_samples": 32, "max_length": 48},
+             "train": {"num_workers": 1, "strategy": "ddp", "micro_batch_size": 4, "max_steps": 3, "checkpoint_every": 1,
+                       "max_failures": 0, "fault_injection": {"rank": 0, "step": 2}}}
+    run = {"run": {"dir": str(tmp_path / "run")}, "ray": {"progress_bars": False}, "train": {"t": stage}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run))
+    assert main(["run", str(path)]) != 0
+    assert "training failed" in capsys.readouterr().err
+    out = tmp_path / "run" / "train" / "t"
+    assert not out.exists() and (tmp_path / "run" / "train" / "t.ray" / ".fault_injected").is_file()
+
+    assert main(["run", str(path)]) == 0
+    assert "train/t resumes its interrupted run from the last checkpoint" in capsys.readouterr().out
+    rows = metrics(out)
+    assert [r.get("step") for r in rows] == [1, 2, 2, 3] and rows[2]["event"] == "resumed"
+    assert json.loads((out / "manifest.json").read_text())["resumed_from_steps"] == [2]
+    cfg = build(TrainConfig, {**stage, "train": {**stage["train"], "out": str(out)}})
+    fingerprint = (tmp_path / "run" / "train" / "t.ray" / "pipeline_fingerprint").read_text().strip()
+    assert resumable(cfg, fingerprint) and not resumable(cfg, "another stage's fingerprint")

@@ -99,3 +99,36 @@ def test_ddp_and_every_zero_stage_take_the_same_steps():
         assert r0["max_diff_after_resume"] < 1e-5
         diff = max(float((r0["weights"][k] - ref["weights"][k]).abs().max()) for k in ref["weights"])
         assert diff < 1e-4, (strategy, stage, diff)
+
+
+class _PickledCode:
+    """An object whose unpickling calls a function: what a tampered checkpoint carries."""
+
+    def __reduce__(self):
+        return (print, ("pickled code ran while loading a checkpoint",))
+
+
+def test_a_ddp_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
+    import pickle
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        engine = make_engine(_module(), TrainSettings(strategy="ddp", max_steps=2, micro_batch_size=4), "fp32",
+                             torch.device("cpu"))
+        engine.save(tmp_path)
+        engine.load(tmp_path)  # its own checkpoint loads
+        state = torch.load(tmp_path / "ddp_state.pt", weights_only=True)
+        state["scheduler"]["note"] = _PickledCode()
+        torch.save(state, tmp_path / "ddp_state.pt")
+        try:
+            engine.load(tmp_path)
+        except pickle.UnpicklingError:
+            pass
+        else:
+            raise AssertionError("a checkpoint carrying pickled code was loaded")
+        assert "pickled code ran" not in capsys.readouterr().out
+    finally:
+        dist.destroy_process_group()
