@@ -27,7 +27,7 @@ def sample_table(cfg, snapshot, rejects: SampleRejects) -> pa.Table:
     if name.startswith("kalm"):
         table = kalm_samples(snapshot, d.split, d.inverse, rejects)
     elif name == "kale":
-        table = kale_samples(d.rationales, d.skip_flagged, rejects)
+        table = kale_samples(d.rationales, d.skip_flagged, rejects, d.questions, d.questions_part)
     elif name == "kilm":
         table = kilm_samples(snapshot, d.neighbours, d.seed, rejects)
     else:  # pragma: no cover - the config's discriminated union already refuses it

@@ -108,7 +108,8 @@ class KALETokenize(_Tokenize):
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         qp, rp, ap = self.prefixes
         questions = token_ids(self.tok, [qp + q for q in batch["question"]])
-        rationales = token_ids(self.tok, [rp + r + "\n" for r in batch["rationale"]])
+        # no rationale: no rationale tokens, so both views read the same sequence
+        rationales = token_ids(self.tok, [rp + r + "\n" if r else "" for r in batch["rationale"]])
         answers = [a + [self.eos] for a in token_ids(self.tok, [" " + a for a in batch["answer"]])]
         prompt_end = token_ids(self.tok, [ap])[0]
         cols: dict[str, list] = {"with_input_ids": [], "with_labels": [], "without_input_ids": [], "without_labels": []}

@@ -16,15 +16,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kgscale.config import StrictModel
+from kgscale.kg.qa_parts import Part
 from kgscale.models.training import ModelSettings
 from kgscale.objectives import ObjectiveSettings
 from kgscale.ray_session import RayConfig
 
 
 class DataSettings(StrictModel):
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _registry_names(cls, value):
+        """``dataset:commonsenseqa`` -> the registry's local file."""
+        from kgscale.kg.registry import resolve_reference
+
+        if isinstance(value, (list, tuple)):
+            return [resolve_reference(v) if isinstance(v, str) else v for v in value]
+        return value
+
     # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
     snapshot: Path | None = None
     # rationale stage output (a directory with rationales.parquet, or the file): KALE
@@ -52,6 +63,13 @@ class DataSettings(StrictModel):
     lm_prompt: str = "Complete the triple: {query} ->"
     # KALE: skip rationales the rationale stage flagged (they are counted)
     skip_flagged: bool = True
+    # KALE: train on every question of these multiple-choice QA files (paths,
+    # folders of *.jsonl or dataset:NAME), a rationale added where the
+    # rationale stage has a usable one (kgscale.samples.kale); empty: the
+    # rationale stage's questions only
+    questions: list[Path] = []
+    # KALE: which part of those files (kgscale.kg.qa_parts)
+    questions_part: Part = "all"
     # KILM: sentences of verbalised neighbourhood around the entity
     neighbours: int = Field(4, ge=1)
     # KILM: share of context tokens under text-infilling masks

@@ -105,3 +105,38 @@ def test_kilm_rejects_entities_without_description_or_edges(tmp_path):
     assert table["name"].to_pylist() == ["dog"]
     assert rejects.summary()["by_reason"] == {"entity without a name or description": 1,
                                               "entity without an edge in the training graph": 1}
+
+
+def _mc_file(path, ids):
+    import json
+
+    rows = [{"id": i, "question": f"Which family does the {a} belong to?", "answer": "A",
+             "choices": {"label": ["A", "B", "C"], "text": [b, "fish", "bird"]}}
+            for i, (a, b) in zip(ids, [("dog", "canine"), ("cat", "feline"), ("wolf", "canine"), ("lion", "feline"),
+                                      ("canine", "mammal"), ("owl", "bird")])]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    return path
+
+
+def test_kale_samples_from_questions_add_rationales_where_usable(tmp_path):
+    """Every question of the QA file in the part trains; a usable rationale is
+    joined on the id, a flagged one or none leaves the rationale empty."""
+    from kgscale.kg.qa_parts import in_part
+
+    ids = ["q0", "q1", "q2", "q3", "q4", "z9"]  # z9 has no rationale at all
+    qa = _mc_file(tmp_path / "qa.jsonl", ids)
+    rejects = SampleRejects()
+    table = kale_samples(write_rationales(tmp_path / "r"), True, rejects, [qa], "all")
+    rows = {r["question_id"]: r for r in table.to_pylist()}
+    assert sorted(rows) == ids
+    assert rows["q0"]["rationale"].startswith("dog hypernym canine.") and rows["q0"]["answer"] == "canine"
+    assert rows["q3"]["rationale"] == "" and rows["z9"]["rationale"] == ""  # flagged; never had one
+    assert rows["z9"]["question"] == "Which family does the owl belong to?\nA. bird\nB. fish\nC. bird\n"
+    assert rejects.summary()["total"] == 2  # the flagged rationale and the line that is not JSON
+    train = kale_samples(None, True, None, [qa], "train")
+    assert sorted(train["question_id"].to_pylist()) == [i for i in ids if in_part(i, "train")]
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(RationalesError, match="no questions"):
+        kale_samples(None, True, None, [tmp_path / "empty.jsonl"], "all")
+    with pytest.raises(RationalesError, match="data.rationales"):
+        kale_samples(None)

@@ -96,3 +96,13 @@ def test_collate_pads_and_masks():
     assert set(kept) == {"query_input_ids", "query_attention_mask"}
     with pytest.raises(KeyError, match="key_input_ids"):
         collate(batch, 0, keys=("key_input_ids",))
+
+
+def test_kale_tokenize_without_a_rationale_reads_the_same_tokens_twice():
+    batch = {"question_id": np.array(["a", "b"], dtype=object), "question": np.array(["dog?", "cat?"], dtype=object),
+             "rationale": np.array(["dog hypernym canine.", ""], dtype=object),
+             "answer": np.array(["canine", "feline"], dtype=object)}
+    out = KALETokenize(TINY, (), max_length=64)(batch)
+    with_ids, without_ids = ragged(out, "with_input_ids"), ragged(out, "without_input_ids")
+    assert len(with_ids[0]) > len(without_ids[0]) and with_ids[1] == without_ids[1]
+    assert ragged(out, "with_labels")[1] == ragged(out, "without_labels")[1]
