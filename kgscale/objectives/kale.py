@@ -87,7 +87,14 @@ class KALE(Objective):
             ce = masked_token_ce(logits_without, targets)
             return ObjectiveOutput(ce, {"loss": ce.detach(), "ce": ce.detach(),
                                         "answer_tokens": torch.tensor(float(targets.numel()))})
-        logits_with, targets_with = answer_logits("with")
+        if self.rationale_ce_weight == 0:
+            # the view with the rationale is only the KL's fixed target: without
+            # a graph, the backward pass does not run through it (a weight of 0
+            # would otherwise cost a whole backward of zeros)
+            with torch.no_grad():
+                logits_with, targets_with = answer_logits("with")
+        else:
+            logits_with, targets_with = answer_logits("with")
         if not torch.equal(targets_with, targets):
             raise ValueError("the answer tokens differ between the views with and without the rationale")
         loss, parts = kale_loss(logits_without, logits_with, targets, self.kl_weight, self.rationale_ce_weight)

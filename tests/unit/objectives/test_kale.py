@@ -88,3 +88,29 @@ def test_kale_loss_by_hand():
 def test_kale_refuses_different_answer_tokens():
     with pytest.raises(ValueError, match="answer"):
         kale_loss(torch.zeros(2, 3), torch.zeros(3, 3), torch.tensor([0, 1]), 1.0, 1.0)
+
+
+def test_without_rationale_ce_the_rationale_view_builds_no_graph():
+    """rationale_ce_weight 0: the same loss and gradients, and the view with
+    the rationale is computed without a graph (no backward runs through it)."""
+    batch = kale_batch()
+    model = tiny_llama()
+    seen = []
+    handle = model.model.layers[0].register_forward_hook(lambda m, i, o: seen.append(torch.is_grad_enabled()))
+    out = KALE(kl_weight=0.7, rationale_ce_weight=0.0)(model, batch)
+    handle.remove()
+    assert seen == [True, False]  # the view without the rationale, then the one with it
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    logits = {}
+    for prefix in ("without", "with"):
+        trunk_out = model(input_ids=batch[f"{prefix}_input_ids"], attention_mask=batch[f"{prefix}_attention_mask"]).logits
+        mask = batch[f"{prefix}_labels"][:, 1:] != -100
+        logits[prefix] = trunk_out[:, :-1][mask]
+    targets = batch["without_labels"][:, 1:][batch["without_labels"][:, 1:] != -100]
+    reference, _ = kale_loss(logits["without"], logits["with"], targets, kl_weight=0.7, rationale_ce_weight=0.0)
+    assert torch.allclose(out.loss, reference, atol=1e-6)
+    reference.backward()
+    for n, g in grads.items():
+        assert torch.allclose(g, dict(model.named_parameters())[n].grad, atol=1e-6), n
