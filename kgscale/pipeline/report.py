@@ -103,7 +103,7 @@ def comparison_text(cmp: dict) -> str:
 def qa_comparison(results: list[StageResult]) -> dict | None:
     """Multiple-choice accuracy (no rationale in context) of every QA stage
     of the run, with its 95% bootstrap interval, when there are two or more."""
-    found = {}
+    found, correct = {}, {}
     for r in results:
         if r.name.startswith("eval/qa") and (Path(r.out) / "metrics.json").is_file():
             m = json.loads((Path(r.out) / "metrics.json").read_text())
@@ -112,7 +112,46 @@ def qa_comparison(results: list[StageResult]) -> dict | None:
                 nr = d.get("no_rationale") or {}
                 found.setdefault(name, {})[label] = {"model": m["model"]["model"], "questions": d.get("questions"),
                                                      "accuracy": nr.get("accuracy"), "ci95": nr.get("ci95")}
-    return found if any(len(v) > 1 for v in found.values()) else None
+            for name, by_id in _correct_by_question(Path(r.out)).items():
+                correct.setdefault(name, {})[label] = by_id
+    if not any(len(v) > 1 for v in found.values()):
+        return None
+    for name, by_label in correct.items():
+        if "trained" in by_label and name in found:
+            paired = {other: _paired(by_label["trained"], by_id) for other, by_id in by_label.items() if other != "trained"}
+            if paired:
+                found[name]["trained"]["paired"] = paired
+    return found
+
+
+def _correct_by_question(out: Path) -> dict[str, dict[str, bool]]:
+    """dataset -> question id -> answered right, without a rationale in context."""
+    path = out / "predictions.parquet"
+    if not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["dataset", "question_id", "condition", "answer", "predicted"]).to_pylist()
+    out_: dict[str, dict[str, bool]] = {}
+    for row in t:
+        if row["condition"] == "no_rationale":
+            out_.setdefault(row["dataset"], {})[row["question_id"]] = row["predicted"] == row["answer"]
+    return out_
+
+
+def _paired(a: dict[str, bool], b: dict[str, bool]) -> dict:
+    """Accuracy of ``a`` minus ``b`` on the questions both answered, with a
+    paired 95% bootstrap interval (the same questions resampled for both:
+    two models scored on one question set are not independent samples, and
+    their separate intervals overlap far more than their difference varies)."""
+    import numpy as np
+
+    from kgscale.eval.qa import bootstrap_interval
+
+    ids = sorted(set(a) & set(b))
+    d = np.array([float(a[i]) - float(b[i]) for i in ids])
+    return {"difference": round(float(d.mean()), 4) if len(d) else None, "ci95": bootstrap_interval(d),
+            "questions": len(ids), "only_first_right": int((d > 0).sum()), "only_second_right": int((d < 0).sum())}
 
 
 def qa_comparison_text(cmp: dict) -> str:
@@ -124,6 +163,12 @@ def qa_comparison_text(cmp: dict) -> str:
             ci = m["ci95"]
             lines.append(f"  {label:<9} accuracy {m['accuracy']:.4f}" + (f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
                          + f"   {m['model']}")
+        for other, p in (by_model.get("trained", {}).get("paired") or {}).items():
+            if p["difference"] is None:
+                continue
+            ci = p["ci95"]
+            lines.append(f"  trained - {other}: {p['difference']:+.4f}, paired 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+                         f" (right only trained {p['only_first_right']}, only {other} {p['only_second_right']})")
     return "\n".join(lines)
 
 

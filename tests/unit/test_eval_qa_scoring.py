@@ -102,3 +102,19 @@ def test_qa_data_may_name_a_registry_dataset(shared_datasets, monkeypatch):
     assert len(read_mc_jsonl(cfg.data[0], RejectLog())) == 1221
     with pytest.raises(ConfigError, match=r"qa\.data: .*unknown dataset 'nosuch'"):
         build(QAConfig, {"out": "x", "data": ["dataset:nosuch"]}, section="qa")
+
+
+def test_paired_difference_counts_the_questions_both_answered():
+    import numpy as np
+
+    from kgscale.eval.qa import bootstrap_interval
+    from kgscale.pipeline.report import _paired
+
+    a = {"q1": True, "q2": True, "q3": False, "q5": True}
+    b = {"q1": True, "q2": False, "q3": False, "q4": True, "q6": False}
+    p = _paired(a, b)
+    assert p["questions"] == 3 and p["difference"] == round(1 / 3, 4)
+    assert p["only_first_right"] == 1 and p["only_second_right"] == 0
+    assert p["ci95"] == bootstrap_interval(np.array([0.0, 1.0, 0.0]))
+    same = _paired(a, a)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0]
