@@ -74,10 +74,10 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     env_file = tmp_path / "runtime_env.yaml"
     env_file.write_text(yaml.safe_dump(runtime_env))
     # the quickstart, scaled down to a few steps and a slice of each evaluation
-    # (the tiny encoder in place of MiniLM: the job, not the model, is under test)
+    # (tiny models in place of MiniLM and SmolLM2: the job, not the model, is under test)
     overrides = [f"run.dir={run_dir}", "train.kalm.model.model=tiny-bert", "train.kalm.model.frozen_modules=[]",
                  "train.kalm.data.max_samples=64", "train.kalm.train.max_steps=2",
-                 "train.kalm.train.micro_batch_size=8", "train.kale.train.max_steps=2",
+                 "train.kalm.train.micro_batch_size=8", "train.kale.model.model=tiny-llama", "train.kale.train.max_steps=2",
                  "train.kale.train.micro_batch_size=4", "rationales.limit=16",
                  "eval.kgc.limit=50", "eval.qa.limit=10", "ray.progress_bars=false"]
     submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(ROOT),
@@ -106,14 +106,15 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     assert state == "SUCCEEDED", f"job state {state}:\n{logs[-4000:]}"
     # every stage wrote its directory and manifest
     for stage in ("snapshot", "questions", "paths", "rationales", "train/kalm", "train/kale", "eval/kgc_start",
-                  "eval/kgc", "eval/qa"):
+                  "eval/kgc", "eval/qa_start", "eval/qa"):
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
         assert manifest.get("fingerprint"), stage
     assert json.loads((run_dir / "snapshot" / "manifest.json").read_text())["counts"]["triples"]["train"] == 86835
     assert (run_dir / "train" / "kalm" / "config.json").is_file()
     assert (run_dir / "training_curves.png").stat().st_size > 1000
-    assert "kgscale run: 9 stages" in logs
+    assert "kgscale run: 10 stages" in logs
     assert "KG completion, test" in logs and "  start " in logs and "  trained " in logs  # side by side
+    assert "commonsenseqa multiple choice" in logs and "trained - start:" in logs
 
 
 def test_submitting_to_an_address_with_no_cluster_says_so(tmp_path, shared_datasets):

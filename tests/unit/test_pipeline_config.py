@@ -39,7 +39,7 @@ def test_quickstart_evaluates_the_starting_model_beside_the_trained_one():
     data = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     p = Pipeline(data)
     assert [n for n, *_ in p.plan] == ["ingest", "questions", "paths", "rationales", "train/kalm", "train/kale",
-                                      "eval/kgc_start", "eval/kgc", "eval/qa"]
+                                      "eval/kgc_start", "eval/kgc", "eval/qa_start", "eval/qa"]
     # changing an upstream setting changes every downstream fingerprint, not the others
     data2 = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     data2["train"]["kalm"]["train"]["max_steps"] = 7
