@@ -70,11 +70,9 @@ class QAConfig(PoolConfig):
     @classmethod
     def _registry_names(cls, value):
         """``dataset:commonsenseqa`` -> the registry's local file (fetched or mirrored)."""
-        from kgscale.kg.registry import resolve_reference
+        from kgscale.kg.registry import resolve_references
 
-        if isinstance(value, (list, tuple)):
-            return [resolve_reference(v) if isinstance(v, str) else v for v in value]
-        return value
+        return resolve_references(value)
 
 
 def mc_files(paths: list[Path]) -> list[Path]:

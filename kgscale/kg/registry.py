@@ -154,6 +154,14 @@ def resolve_file(name: str, **kwargs) -> Path:
     return resolve(name, **kwargs) / ds.files[0].name
 
 
+def resolve_references(value):
+    """A config list's ``dataset:NAME`` entries resolved (a pydantic
+    ``mode="before"`` validator's body); anything else unchanged."""
+    if isinstance(value, (list, tuple)):
+        return [resolve_reference(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 def resolve_reference(value: str) -> str:
     """``dataset:NAME`` -> the local path (a directory, or the file of a
     single-file dataset); anything else unchanged."""

@@ -26,16 +26,6 @@ from kgscale.ray_session import RayConfig
 
 
 class DataSettings(StrictModel):
-    @field_validator("questions", mode="before")
-    @classmethod
-    def _registry_names(cls, value):
-        """``dataset:commonsenseqa`` -> the registry's local file."""
-        from kgscale.kg.registry import resolve_reference
-
-        if isinstance(value, (list, tuple)):
-            return [resolve_reference(v) if isinstance(v, str) else v for v in value]
-        return value
-
     # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
     snapshot: Path | None = None
     # rationale stage output (a directory with rationales.parquet, or the file): KALE
@@ -78,6 +68,14 @@ class DataSettings(StrictModel):
     poisson_lambda: float = Field(3.0, gt=0.0)
     # KILM: descriptions are cut at this many tokens
     max_description_length: int = Field(64, ge=1)
+
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _registry_names(cls, value):
+        """``dataset:commonsenseqa`` -> the registry's local file."""
+        from kgscale.kg.registry import resolve_references
+
+        return resolve_references(value)
 
 
 class FaultInjection(StrictModel):
