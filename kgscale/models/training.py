@@ -45,7 +45,7 @@ class ModelSettings(BackboneConfig):
     # the attention kernel while training: auto is transformers' default (SDPA
     # where the model has it); eager is faster on a CPU for short views (MiniLM
     # on 25-token queries, bf16, 2 threads: a step 206 ms against 286 ms, the
-    # SDPA backward being the difference; bench/train_throughput.py)
+    # SDPA backward being the difference, measured in one process here)
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
 

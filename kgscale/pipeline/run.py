@@ -357,9 +357,6 @@ def _source_stamp(source: str) -> Any:
     return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files[:1000]]
 
 
-__all__ = ["Pipeline", "RunSettings", "MissingStageError", "STAGES"]
-
-
 def _train_stage(cfg, fp: str, name: str) -> dict:
     """A training stage: an interrupted run of the same stage (same config and
     inputs) resumes from its last checkpoint; anything else starts afresh."""
@@ -369,3 +366,6 @@ def _train_stage(cfg, fp: str, name: str) -> dict:
         print(f"kgscale run: {name} resumes its interrupted run from the last checkpoint", flush=True)
         return run_train(cfg, resume=True, fingerprint=fp)
     return run_train(cfg, overwrite=True, fingerprint=fp)
+
+
+__all__ = ["Pipeline", "RunSettings", "MissingStageError", "STAGES"]
