@@ -142,3 +142,12 @@ class TrainConfig(StrictModel):
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
     ray: RayConfig = RayConfig()
+
+    def record(self) -> dict:
+        """Every setting, as the run's ``train_config.yaml`` keeps it: a file
+        ``kgscale train`` takes back as it is (the ZeRO stage is left out under
+        DDP, where it does not apply and a written one is refused)."""
+        data = self.model_dump(mode="json")
+        if self.train.strategy == "ddp":
+            data["train"].pop("zero_stage", None)
+        return data

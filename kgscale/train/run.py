@@ -200,7 +200,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         if cfg.objective.entity_bank:
             with timer("bank"):
                 info.update(entity_bank(cfg, pre))
-    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.record(), sort_keys=False))
 
     t = cfg.train
     trainer = TorchTrainer(

@@ -117,6 +117,20 @@ def test_rationales_fixture_is_valid_input(tmp_path):
     assert preflight(cfg).kind == "causal"
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed"])
+def test_a_runs_recorded_config_trains_again_as_it_is(tmp_path, strategy):
+    # train_config.yaml holds every setting, defaults included; under DDP it
+    # wrote train.zero_stage, which the driver then refused as not applying
+    from kgscale.train.run import preflight
+
+    cfg = build(TrainConfig, {"objective": {"name": "kalm"}, "model": {"model": "tiny-llama"},
+                              "data": {"snapshot": str(tiny_snapshot(tmp_path / "snap"))},
+                              "train": {"out": str(tmp_path / "o"), "strategy": strategy}})
+    again = build(TrainConfig, yaml.safe_load(yaml.safe_dump(cfg.record())))
+    assert preflight(again).kind == "causal"
+    assert again.model_dump() == cfg.model_dump()
+
+
 def test_every_job_config_in_jobs_is_valid():
     """The YAML configs in jobs/train/ validate (no unknown or secret-looking key)."""
     from pathlib import Path
