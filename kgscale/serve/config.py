@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kgscale.config import StrictModel
 from kgscale.models.backbone import BackboneConfig
+from kgscale.serve.http_guard import http_origin
 
 
 class HttpConfig(StrictModel):
@@ -31,9 +32,17 @@ class HttpConfig(StrictModel):
     # Host names answered besides the loopback names and `host` itself; a
     # request naming another is refused (DNS rebinding). "*": any name
     allowed_hosts: list[str] = Field(default_factory=list)
+    # web origins ("https://app.example.com") whose pages may call this server
+    # from a browser (CORS); none by default, so no page can read its answers
+    cors_origins: list[str] = Field(default_factory=list)
     # bind a non-loopback address without a token (api_token_env unset):
     # refused unless this is set (`kgscale serve --allow-public`)
     allow_public: bool = False
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [http_origin(v) for v in value]
 
 
 class AutoscalingConfig(StrictModel):

@@ -7,8 +7,9 @@
   browser then sends that name as Host. A foreign Host is a 421.
 - A POST must say it carries JSON (``application/json`` or ``*/*+json``):
   a browser sends ``text/plain`` cross-site without asking, but JSON only
-  after a CORS preflight, which this server never grants (it sends no CORS
-  headers), so no page can post to it. Anything else is a 415.
+  after a CORS preflight, which this server grants only to the origins in
+  ``http.cors_origins`` (none by default: then it sends no CORS headers and
+  no page can post to it or read an answer). Anything else is a 415.
 - The body is read as it arrives and refused with 413 past
   ``http.max_body_bytes``: a chunked body has no Content-Length to check
   first and was read whole before.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from kgscale.serve.errors import ApiError
 
@@ -72,3 +74,47 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def http_origin(value: str) -> str:
+    """A configured CORS origin as browsers send it in ``Origin``: scheme and
+    host in lower case, the port only when it is not the scheme's default."""
+    text = value.strip()
+    if text == "*" or "*" in text:
+        raise ValueError(f"cors_origins: {value!r}: list each origin; a wildcard would let every web page the "
+                         "user visits call this server")
+    parts = urlsplit(text.rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or parts.username or parts.password or port == -1:
+        raise ValueError(f"cors_origins: {value!r} is not an origin; write scheme://host[:port], "
+                         "e.g. https://app.example.com or http://localhost:3000")
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port and port != DEFAULT_PORTS[scheme] else "")
+
+
+def allowed_origin(header: str | None, origins: frozenset[str]) -> str | None:
+    """The request's ``Origin`` when CORS is granted to it, else None."""
+    if not header or not origins:
+        return None
+    origin = header.strip().lower()
+    return origin if origin in origins else None
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """What an answer to an allowed origin carries, so that its page may read it."""
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    """The answer to an allowed origin's preflight: the methods and headers
+    the API takes (a token travels in Authorization)."""
+    return {**cors_headers(origin), "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type", "Access-Control-Max-Age": "600"}

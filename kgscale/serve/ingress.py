@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,12 +42,17 @@ def _error(status: int, message: str, **kw) -> JSONResponse:
 
 @app.middleware("http")
 async def _guard(request: Request, call_next):
-    """Authentication and the body-size limit, before any route runs."""
+    """Host, CORS, authentication and the body-size limit, before any route runs."""
     state = request.app.state
+    cors = None
     try:
         hosts = getattr(state, "allowed_hosts", None)
         if hosts is not None:  # None: a token guards this server and no names were configured
             http_guard.check_host(request.headers.get("host"), hosts)
+        cors = http_guard.allowed_origin(request.headers.get("origin"), getattr(state, "cors_origins", frozenset()))
+        if cors and request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            # a preflight carries no credentials: it is answered before authentication
+            return Response(status_code=204, headers=http_guard.preflight_headers(cors))
         if not any(request.url.path.endswith(p) for p in auth.OPEN_PATHS):
             auth.check(request.headers.get("authorization"), getattr(state, "token_digest", None))
         size = request.headers.get("content-length")
@@ -57,8 +62,12 @@ async def _guard(request: Request, call_next):
         if request.method == "POST":
             http_guard.check_json_type(request.headers.get("content-type"))
     except ApiError as exc:
-        return _error(exc.status, exc.message, param=exc.param, code=exc.code)
-    return await call_next(request)
+        response = _error(exc.status, exc.message, param=exc.param, code=exc.code)
+    else:
+        response = await call_next(request)
+    if cors:  # the allowed page may read the answer, a refusal included
+        response.headers.update(http_guard.cors_headers(cors))
+    return response
 
 
 @app.exception_handler(ApiError)
@@ -125,6 +134,7 @@ class Api:
         self.model = model
         app.state.token_digest = token_digest
         app.state.max_body_bytes = self.cfg.http.max_body_bytes
+        app.state.cors_origins = frozenset(self.cfg.http.cors_origins)
         # the Host check stops pages that rebind a name to this server from
         # using it; with a token they cannot use it anyway, and a cluster's
         # probes name the pod's address, so it applies without a token or when

@@ -18,6 +18,7 @@ import pytest
 
 MODEL = "tiny-llama"
 BODY_LIMIT = 8 << 20
+APP_ORIGIN = "http://app.example:3000"  # the one web origin the served app grants CORS
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def served():
     old = os.environ.pop("KGSCALE_API_TOKEN", None)
     try:
         cfg = ServeConfig.model_validate({
-            "model": MODEL, "app_name": "hostile", "http": {"port": 0, "max_body_bytes": BODY_LIMIT},
+            "model": MODEL, "app_name": "hostile", "http": {"port": 0, "max_body_bytes": BODY_LIMIT, "cors_origins": [APP_ORIGIN]},
             "deployment": {"num_cpus": 1, "torch_threads": 1}, "limits": {"max_inputs": 8}})
         url = start(cfg)
         host, port = url.removeprefix("http://").split("/")[0].rsplit(":", 1)
@@ -128,6 +129,32 @@ def test_the_http_battery_gets_4xx_and_never_5xx(served):
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print(f"\nHTTP battery: {len(cases)} requests, {sum(400 <= s < 500 for s in statuses)} 4xx "
           f"({counts}), 0 5xx, 0 hangs, server alive after")
+
+
+def lower(headers: dict) -> dict:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def test_cors_is_granted_to_the_configured_origin_alone(served):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, authorization"}
+    status, _, h = send(served, "OPTIONS", C, None, {"Origin": APP_ORIGIN, **preflight})
+    h = lower(h)
+    assert status == 204 and h["access-control-allow-origin"] == APP_ORIGIN
+    assert "POST" in h["access-control-allow-methods"] and "content-type" in h["access-control-allow-headers"].lower()
+    status, data, h = send(served, "POST", C, OK_C, {"Origin": APP_ORIGIN})
+    assert status == 200 and lower(h)["access-control-allow-origin"] == APP_ORIGIN
+    status, data, h = send(served, "POST", C, {**OK_C, "max_tokens": 0}, {"Origin": APP_ORIGIN})
+    assert status == 400 and lower(h)["access-control-allow-origin"] == APP_ORIGIN  # the page can read why
+    # any other origin, however close, gets no CORS header: its page cannot read an answer or send JSON
+    for other in ("http://evil.example", "http://app.example:3001", "https://app.example:3000", "null",
+                  "http://app.example:3000.evil.example", APP_ORIGIN + "/"):
+        status, _, h = send(served, "OPTIONS", C, None, {"Origin": other, **preflight})
+        assert 400 <= status < 500 and "access-control-allow-origin" not in lower(h), (other, status)
+        status, _, h = send(served, "POST", C, OK_C, {"Origin": other})
+        assert "access-control-allow-origin" not in lower(h), other
+    # a foreign Host is refused before CORS is considered (DNS rebinding with an allowed page)
+    status, _, h = send(served, "OPTIONS", C, None, {"Origin": APP_ORIGIN, "Host": "evil.example", **preflight})
+    assert status == 421
 
 
 def test_a_chunked_body_over_the_limit_is_refused_while_it_arrives(served):

@@ -104,6 +104,20 @@ def test_json_only_with_a_json_content_type(ctype, ok):
         assert err.value.status == 415
 
 
+def test_cors_origins_are_origins_and_never_a_wildcard():
+    http = ServeConfig.model_validate({"model": "tiny-llama", "http": {"cors_origins": [
+        "https://App.Example.com/", "http://localhost:3000", "http://kg.internal:80"]}}).http
+    assert http.cors_origins == ["https://app.example.com", "http://localhost:3000", "http://kg.internal"]
+    allowed = frozenset(http.cors_origins)
+    assert http_guard.allowed_origin("http://localhost:3000", allowed) == "http://localhost:3000"
+    for other in ("http://localhost:3001", "http://localhost", "null", "", None):
+        assert http_guard.allowed_origin(other, allowed) is None
+    assert http_guard.allowed_origin("http://localhost:3000", frozenset()) is None  # the default: no CORS
+    for bad in ("*", "https://*.example.com", "example.com", "ftp://x", "https://x/api", "http://u:p@x", "http://x:0x1"):
+        with pytest.raises(ValueError, match="cors_origins"):
+            ServeConfig.model_validate({"model": "tiny-llama", "http": {"cors_origins": [bad]}})
+
+
 def test_no_public_bind_without_a_token(monkeypatch):
     monkeypatch.delenv("KGSCALE_API_TOKEN", raising=False)
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
