@@ -9,6 +9,8 @@ def register(sub) -> None:
     p.add_argument("config_path", metavar="CONFIG", help="pipeline YAML, e.g. jobs/quickstart.yaml")
     p.add_argument("--serve", action="store_true", help="deploy the `serve` section at the end and keep serving")
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="run STAGE even if its output is current")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's and the libraries' logs on the console too (by default they go to RUN_DIR/logs/)")
     add_config_args(p, "run.dir=runs/try2 train.kalm.train.max_steps=20")
     p.set_defaults(func=run)
 
@@ -37,6 +39,13 @@ def run(args) -> int:
     if (data.get("ray") or {}).get("address"):
         probe_address(str(data["ray"]["address"]))  # before resolving datasets or building anything
     pipeline = Pipeline(data, source=args.config_path)  # every section is validated before anything runs
+    from kgscale.console import quiet
+    from kgscale.ray_session import ensure_ray
+
+    ensure_ray(pipeline.ray)
+    logs = quiet(pipeline.dir / "logs", verbose=args.verbose)
+    if logs is not None:
+        print(f"kgscale run: Ray's and the libraries' logs go to {logs}/ (-v shows them here too)", flush=True)
     results = pipeline.execute()
     summary = table(results)
     png = plot_training(results, pipeline.dir / "training_curves.png")

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from kgscale.config import ConfigError, StrictModel, build
 from kgscale.kg.registry import resolve_reference
+from kgscale.pipeline.report import headline
 from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
 from kgscale.pipeline.storage import RunStorage
 from kgscale.ray_session import RayConfig, ensure_ray
@@ -328,7 +329,7 @@ class Pipeline:
             status = "is current, skipped" if result.skipped else "done"
             if result.pulled:
                 status = f"is current in {self.storage}, copied here"
-            progress(f"kgscale run: {name} {status} ({result.seconds:.1f} s) -> {where}")
+            progress(f"kgscale run: {name} {status} ({result.seconds:.1f} s): {headline(result)} -> {where}")
         return self.results
 
     def serve(self) -> str:
