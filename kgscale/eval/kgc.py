@@ -7,6 +7,7 @@ of train + valid + test filtered out, and write::
     OUT/
       metrics.json     MRR, MR, Hits@1/3/10 for tail, head and both, per relation,
                        the tie rule, what was skipped and why, timings
+      examples.json    a few seeded queries with their top-5 candidates
       ranks.parquet    one row a query: split row, head, relation, tail (ids and keys),
                        direction, target, rank
       skipped.jsonl    test triples not evaluated, with the reason
@@ -27,8 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pydantic import Field
+
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
+from kgscale.eval.examples import sample_queries, top_candidates
 from kgscale.eval.embedding import EmbedConfig, embed_texts
 from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
@@ -62,6 +66,9 @@ class KGCConfig(StrictModel):
     # (a text encoder that was never trained on the graph finds the query's own
     # entity most similar to the query; the standard protocol keeps it)
     also_excluding_query_entity: bool = True
+    # example queries (the same seeded ones for every model) written with
+    # their top-5 candidates to examples.json, for the run report
+    examples: int = Field(12, ge=0, le=1000)
     strict: bool = False
     overwrite: bool = False
 
@@ -148,6 +155,15 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
             ranks_x = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters.with_extra(row_of[q_entity]),
                                      chunk_mb=rank.chunk_mb, device=device, progress=progress)
 
+    picks = sample_queries(m, cfg.examples)
+    examples = [{
+        "query": uniq_texts[q_slot[i]], "entity": keys[q_entity[i]], "relation": rel_keys[q_rel[i]],
+        "direction": "head" if q_inv[i] else "tail", "answer": keys[q_target[i]],
+        "answer_text": ent_texts[q_target[i]], "rank": float(ranks[i]),
+        "top": [{"entity": keys[candidates[c]], "text": ent_texts[candidates[c]], "score": round(score, 4),
+                 "is_answer": bool(candidates[c] == q_target[i]),
+                 "is_query_entity": bool(candidates[c] == q_entity[i])} for c, score in top]}
+        for i, top in zip(picks, top_candidates(query_emb, cand_emb, row_of[q_target], filters, picks))]
     report = ranking_report(ranks, q_inv.astype(bool), q_rel, relation_names=rel_keys)
     metrics = {
         "model": model.model_dump(),
@@ -192,6 +208,8 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
             with open(tmp / "skipped.jsonl", "w", encoding="utf-8") as f:
                 for s in skipped:
                     f.write(json.dumps(s, ensure_ascii=False) + "\n")
+            (tmp / "examples.json").write_text(json.dumps(examples, indent=1, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
         metrics["timings_s"] = timer.total()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         manifest = write_manifest(

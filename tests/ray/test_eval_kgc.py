@@ -79,6 +79,16 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
     assert exact >= 6  # most comparisons are not near-ties, so the check above is not vacuous
     # the filter mattered: e0 -r0-> e3 has two other true tails (e1, e2)
     assert json.loads((out / "manifest.json").read_text())["counts"]["queries"] == 6
+    # the example queries (all 6 here) agree with the ranks: the answer is marked at its rank when in the top 5
+    examples = json.loads((out / "examples.json").read_text())
+    assert len(examples) == 6
+    by_query = {(r.head_key if r.direction == "tail" else r.tail_key, r.relation_key, r.direction): r.rank
+                for r in ranks.itertuples()}
+    for ex in examples:
+        assert ex["rank"] == by_query[(ex["entity"], ex["relation"], ex["direction"])]
+        marked = [i + 1 for i, c in enumerate(ex["top"]) if c["is_answer"]]
+        assert marked == ([int(ex["rank"])] if ex["rank"] <= 5 and ex["rank"] == int(ex["rank"]) else marked)
+        assert [c["score"] for c in ex["top"]] == sorted((c["score"] for c in ex["top"]), reverse=True)
 
 
 def test_missing_checkpoint_exits_2(snapshot, tmp_path, capsys):

@@ -125,3 +125,21 @@ def test_with_extra_adds_once_and_ranks_as_the_reference():
     sets = [[x for x in lists[i] if x >= 0] + ([int(extra[i])] if extra[i] >= 0 else []) for i in range(len(targets))]
     np.testing.assert_array_equal(filtered_ranks(q, e, targets, f, chunk_rows=5, device="cpu"),
                                   loop_ranks(q, e, targets, sets))
+
+
+def test_example_queries_show_the_filtered_top_candidates():
+    from kgscale.eval.examples import sample_queries, top_candidates
+
+    cand = np.eye(6, dtype=np.float32)
+    # query 0 is closest to 1, then 2, then 0; 1 is another known answer, 2 the target
+    q = np.array([[0.5, 0.9, 0.7, 0.0, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0, 0.2, 1.0]], dtype=np.float32)
+    filters = QueryFilters.from_lists([[1, 2], [5]])  # each query's known answers, its target among them
+    targets = np.array([2, 5])
+    top = top_candidates(q, cand, targets, filters, np.array([0, 1]), top=3)
+    assert [c for c, _ in top[0]] == [2, 0, 4]  # 1 filtered out, the target kept
+    assert top[0][0][1] == pytest.approx(0.7)
+    assert [c for c, _ in top[1]][:2] == [5, 4]
+    picks = sample_queries(100, 6)
+    assert list(picks) == list(sample_queries(100, 6))  # the same queries for every model
+    assert len(set(picks)) == 6 and (picks < 200).all()
+    assert sorted(sample_queries(3, 10)) == list(range(6)) and len(sample_queries(0, 5)) == 0
