@@ -19,6 +19,8 @@ def run(args) -> int:
     import json
     import time
 
+    import yaml
+
     from kgscale import config as cfgmod
     from kgscale.pipeline.report import (comparison_text, headline, kgc_comparison, plot_training, qa_comparison,
                                          qa_comparison_text, table)
@@ -43,6 +45,8 @@ def run(args) -> int:
     from kgscale.ray_session import ensure_ray
 
     ensure_ray(pipeline.ray)
+    pipeline.dir.mkdir(parents=True, exist_ok=True)
+    (pipeline.dir / "run_config.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     logs = quiet(pipeline.dir / "logs", verbose=args.verbose)
     if logs is not None:
         print(f"kgscale run: Ray's and the libraries' logs go to {logs}/ (-v shows them here too)", flush=True)
@@ -55,7 +59,10 @@ def run(args) -> int:
         {"stages": [{"stage": r.name, "skipped": r.skipped, "seconds": round(r.seconds, 2), "out": str(r.out),
                      "fingerprint": r.fingerprint, "result": headline(r)} for r in results],
          "kgc": cmp, "qa": qa_cmp}, indent=2) + "\n")
-    for path in (summary_json, png):
+    from kgscale.pipeline.report_html import write_report
+
+    report = write_report(pipeline.dir)
+    for path in (summary_json, png, report, pipeline.dir / "run_config.yaml"):
         if path:
             pipeline.storage.push_file(path)
     ran = sum(not r.skipped for r in results)
@@ -66,7 +73,7 @@ def run(args) -> int:
         print(qa_comparison_text(qa_cmp))
     where = f"{pipeline.storage} (working copy {pipeline.dir})" if pipeline.storage.remote else pipeline.dir
     print(f"kgscale run: {len(results)} stages in {where} ({ran} ran, {len(results) - ran} current) in "
-          f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + ".")
+          f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + f"; report: {report}.")
     if pipeline.run.serve:
         url = pipeline.serve()
         print(f"kgscale run: serving at {url}; Ctrl-C stops it.", flush=True)

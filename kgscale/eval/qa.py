@@ -196,7 +196,8 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
             raise EvalInputError(f"{f}: no valid questions (rejected rows: {rejects.summary()})")
 
     # one table of (dataset, question, condition) rows for one actor pool
-    cols: dict[str, list] = {k: [] for k in ("dataset", "question_id", "condition", "context", "choices", "answer")}
+    cols: dict[str, list] = {k: [] for k in ("dataset", "question_id", "question", "condition", "context", "choices",
+                                             "answer")}
     joined = {}
     for name, (f, qs) in datasets.items():
         joined[name] = 0
@@ -208,6 +209,7 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
             for cond, text in conditions:
                 cols["dataset"].append(name)
                 cols["question_id"].append(q.id)
+                cols["question"].append(q.question)
                 cols["condition"].append(cond)
                 cols["context"].append(build_prompt(q.question, text))
                 cols["choices"].append(q.choices)

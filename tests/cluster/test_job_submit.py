@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kgscale.cli import main
+from tests.browser import drawn_fraction, render
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -119,6 +121,20 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     assert "Failed to query Ray Train Controller" not in logs and "TrainingReport(" not in logs
     assert "TrainingReport(" in (run_dir / "logs" / "workers.log").read_text()
     assert "kgscale run: train/kalm done" in logs and "[kgscale train] step" in logs
+
+    # the run report, opened as a person would: every section rendered, the curves decoded, examples shown
+    dom = render(run_dir / "report.html", tmp_path / "report.png")
+    for section in ("stages", "kgc", "qa", "rationales", "training", "config"):
+        assert f'<section id="{section}">' in dom, section
+    assert 'data-images-decoded="1/1"' in dom
+    assert dom.count('class="card kgc-example"') == 6 and dom.count('class="card qa-example"') >= 3
+    assert dom.count('class="bar trained"') >= 3  # a bar for each relation of the 50 test triples
+    assert "tiny-bert" in dom and "MRR per relation" in dom and "max_steps: 2" in dom
+    assert drawn_fraction(tmp_path / "report.png") > 0.1
+    before = (run_dir / "report.html").read_text()
+    (run_dir / "report.html").unlink()
+    assert main(["report", str(run_dir)]) == 0  # rebuilt from the run's files alone
+    assert (run_dir / "report.html").read_text() == before
 
 
 def test_submitting_to_an_address_with_no_cluster_says_so(tmp_path, shared_datasets):
