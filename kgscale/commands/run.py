@@ -52,7 +52,7 @@ def run(args) -> int:
         print(f"kgscale run: Ray's and the libraries' logs go to {logs}/ (-v shows them here too)", flush=True)
     results = pipeline.execute()
     summary = table(results)
-    png = plot_training(results, pipeline.dir / "training_curves.png")
+    curves = plot_training(results, pipeline.dir / "curves")
     summary_json = pipeline.dir / "summary.json"
     cmp, qa_cmp = kgc_comparison(results), qa_comparison(results)
     summary_json.write_text(json.dumps(
@@ -62,9 +62,9 @@ def run(args) -> int:
     from kgscale.pipeline.report_html import write_report
 
     report = write_report(pipeline.dir)
-    for path in (summary_json, png, report, pipeline.dir / "run_config.yaml"):
-        if path:
-            pipeline.storage.push_file(path)
+    for path in (summary_json, report, pipeline.dir / "run_config.yaml", *curves,
+                 *(p.with_suffix(".csv") for p in curves)):
+        pipeline.storage.push_file(path)
     ran = sum(not r.skipped for r in results)
     print(summary)
     if cmp:
@@ -73,7 +73,8 @@ def run(args) -> int:
         print(qa_comparison_text(qa_cmp))
     where = f"{pipeline.storage} (working copy {pipeline.dir})" if pipeline.storage.remote else pipeline.dir
     print(f"kgscale run: {len(results)} stages in {where} ({ran} ran, {len(results) - ran} current) in "
-          f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {png}" if png else "") + f"; report: {report}.")
+          f"{time.perf_counter() - t0:.0f} s" + (f"; training curves: {', '.join(map(str, curves))}" if curves else "")
+          + f"; report: {report}.")
     if pipeline.run.serve:
         url = pipeline.serve()
         print(f"kgscale run: serving at {url}; Ctrl-C stops it.", flush=True)

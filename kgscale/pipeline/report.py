@@ -1,4 +1,4 @@
-"""The end of ``kgscale run``: a summary table and the training curves as PNG."""
+"""The end of ``kgscale run``: a summary table and each training run's curves as PNG."""
 from __future__ import annotations
 
 import json
@@ -198,35 +198,68 @@ def table(results: list[StageResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_training(results: list[StageResult], path: Path) -> Path | None:
-    """Every training run's loss parts and learning rate against the step, one PNG."""
+# panels of a run's figure besides its loss parts: (title, metric keys, y label)
+CURVE_PANELS = (("accuracy", ("accuracy",), "share"), ("learning rate", ("lr",), "lr"),
+                ("temperature", ("temperature",), "T"), ("throughput", ("tokens_per_s",), "tokens/s"),
+                ("memory", ("peak_memory_mb", "memory_mb"), "MB"))
+
+
+def _spans_decades(values: list[float]) -> bool:
+    pos = [v for v in values if v is not None and v > 0]
+    return len(pos) == len([v for v in values if v is not None]) and len(pos) > 1 and max(pos) / min(pos) > 30
+
+
+def plot_training(results: list[StageResult], directory: Path) -> list[Path]:
+    """One figure a training run, ``directory/NAME.png`` with its data beside
+    it as ``NAME.csv``: each loss part in its own panel (log scale where it
+    spans decades), then accuracy, learning rate, temperature, throughput and
+    memory, each apart. The PNG paths."""
     runs = [(r.name.split("/", 1)[1], _metrics(r.out)) for r in results if r.name.startswith("train/")]
     runs = [(n, rows) for n, rows in runs if rows]
     if not runs:
-        return None
+        return []
+    import csv
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
-    for (name, rows), (ax_loss, ax_lr) in zip(runs, axes):
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, rows in runs:
         steps = [r["step"] for r in rows]
-        keys = [k for k, v in rows[-1].items() if isinstance(v, (int, float)) and k not in NOT_LOSSES]
-        for k in keys:
-            ax_loss.plot(steps, [r.get(k) for r in rows], label=k)
-        ax_loss.set_title(f"{name}: loss")
-        ax_loss.set_xlabel("step")
-        ax_loss.legend(fontsize=8)
-        ax_lr.plot(steps, [r.get("lr") for r in rows], color="tab:gray", label="lr")
-        if "temperature" in rows[-1]:
-            ax2 = ax_lr.twinx()
-            ax2.plot(steps, [r.get("temperature") for r in rows], color="tab:red", label="temperature")
-            ax2.set_ylabel("temperature")
-        ax_lr.set_title(f"{name}: learning rate")
-        ax_lr.set_xlabel("step")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        numeric = [k for k, v in rows[-1].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        losses = [k for k in numeric if k not in NOT_LOSSES]
+        if "loss" in losses:  # a part that is the whole loss (one objective alone) needs no panel of its own
+            losses = ["loss"] + [k for k in losses if k != "loss" and any(r.get(k) != r.get("loss") for r in rows)]
+        panels = [(k, (k,), "loss") for k in losses] + [p for p in CURVE_PANELS if any(k in numeric for k in p[1])]
+        cols = 3
+        nrows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(12, 2.7 * nrows), squeeze=False)
+        for ax, (title, keys, ylabel) in zip(axes.flat, panels):
+            for k in keys:
+                if k in numeric:
+                    ys = [r.get(k) for r in rows]
+                    ax.plot(steps, ys, label=k.replace("_", " "))
+                    if _spans_decades(ys):
+                        ax.set_yscale("log")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("step", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=8)
+            if len(keys) > 1:
+                ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        fig.suptitle(f"training run {name}: {len(rows)} points to step {steps[-1]}", fontsize=11)
+        fig.tight_layout()
+        png = directory / f"{name}.png"
+        fig.savefig(png, dpi=90)
+        plt.close(fig)
+        with open(directory / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(numeric)
+            w.writerows([[r.get(k, "") for k in numeric] for r in rows])
+        out.append(png)
+    return out

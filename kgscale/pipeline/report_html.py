@@ -1,7 +1,7 @@
 """``report.html``: the whole run in one self-contained page.
 
 Built from what the run left on disk (``summary.json``, each stage's
-directory, ``training_curves.png``, ``run_config.yaml``), so ``kgscale report
+directory, ``curves/*.png``, ``run_config.yaml``), so ``kgscale report
 RUN_DIR`` rebuilds it at any time. One file: styles inline, images as data
 URIs, no script or font from the network; it opens offline. Sections appear
 for the stages the run has: the stage table; KG completion with the starting
@@ -242,11 +242,13 @@ def _image(path: Path, alt: str) -> str:
     return f"<img alt='{_e(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _training(run_dir: Path) -> str:
-    png = run_dir / "training_curves.png"
-    if not png.is_file():
+def _training(run_dir: Path, summary: dict) -> str:
+    names = [s["stage"].split("/", 1)[1] for s in summary.get("stages", []) if s["stage"].startswith("train/")]
+    pngs = [(n, run_dir / "curves" / f"{n}.png") for n in names if (run_dir / "curves" / f"{n}.png").is_file()]
+    if not pngs:
         return ""
-    return f"<section id='training'><h2>Training curves</h2>{_image(png, 'training curves')}</section>"
+    figures = "".join(f"<h3>{_e(n)}</h3>{_image(p, f'training curves of {n}')}" for n, p in pngs)
+    return f"<section id='training'><h2>Training curves</h2>{figures}</section>"
 
 
 def _config(run_dir: Path) -> str:
@@ -268,7 +270,7 @@ def write_report(run_dir: Path) -> Path:
     body = "".join([
         f"<header><h1>kgscale run: {_e(run_dir.name)}</h1><div class='muted'>{_e(run_dir.resolve())} &middot; "
         f"finished {when}</div></header>",
-        _stages(summary), _kgc(run_dir, summary, dirs), _qa(summary, dirs), _rationales(dirs), _training(run_dir),
+        _stages(summary), _kgc(run_dir, summary, dirs), _qa(summary, dirs), _rationales(dirs), _training(run_dir, summary),
         _config(run_dir),
     ])
     # the one script: it records whether the page's images decoded, for a test in a real browser

@@ -113,7 +113,9 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
         assert manifest.get("fingerprint"), stage
     assert json.loads((run_dir / "snapshot" / "manifest.json").read_text())["counts"]["triples"]["train"] == 86835
     assert (run_dir / "train" / "kalm" / "config.json").is_file()
-    assert (run_dir / "training_curves.png").stat().st_size > 1000
+    for name in ("kalm", "kale"):  # one figure a training run, its data beside it
+        assert (run_dir / "curves" / f"{name}.png").stat().st_size > 1000
+        assert (run_dir / "curves" / f"{name}.csv").read_text().startswith("step,")
     assert "kgscale run: 10 stages" in logs
     assert "KG completion, test" in logs and "  start " in logs and "  trained " in logs  # side by side
     assert "commonsenseqa multiple choice" in logs and "trained - start:" in logs
@@ -126,7 +128,7 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     dom = render(run_dir / "report.html", tmp_path / "report.png")
     for section in ("stages", "kgc", "qa", "rationales", "training", "config"):
         assert f'<section id="{section}">' in dom, section
-    assert 'data-images-decoded="1/1"' in dom
+    assert 'data-images-decoded="2/2"' in dom
     assert dom.count('class="card kgc-example"') == 6 and dom.count('class="card qa-example"') >= 3
     assert dom.count('class="bar trained"') >= 3  # a bar for each relation of the 50 test triples
     assert "tiny-bert" in dom and "MRR per relation" in dom and "max_steps: 2" in dom
