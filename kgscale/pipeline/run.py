@@ -35,9 +35,10 @@ from kgscale.pipeline.report import headline
 from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
 from kgscale.pipeline.storage import RunStorage
 from kgscale.ray_session import RayConfig, ensure_ray
+from kgscale.tracking import TrackingConfig
 
 STAGES = ("ingest", "questions", "paths", "rationales", "train", "eval", "serve")
-SECTIONS = ("run", "ray", *STAGES)
+SECTIONS = ("run", "ray", "tracking", *STAGES)
 
 
 class RunSettings(StrictModel):
@@ -88,6 +89,12 @@ class Pipeline:
         if bad:
             raise ConfigError(f"run.force: unknown stage(s) {sorted(bad)}; stages are {', '.join(STAGES)}")
         self.ray = build(RayConfig, _section(data, "ray"), source=source, section="ray")
+        self.tracking = build(TrackingConfig, _section(data, "tracking"), source=source, section="tracking")
+        if self.tracking.active:
+            import importlib.util
+
+            if importlib.util.find_spec("mlflow") is None:
+                raise ConfigError("tracking: needs MLflow, an optional extra: pip install 'kgscale[tracking]'")
         self.storage = RunStorage(self.run.dir, self.run.local_dir)
         self.dir = self.storage.local
         self.fp: dict[str, str] = {}
@@ -319,6 +326,23 @@ class Pipeline:
         ensure_ray(self.ray)
         self.storage.check()
         self.dir.mkdir(parents=True, exist_ok=True)
+        tracker = None
+        if self.tracking.active:
+            from kgscale.tracking import Tracker
+
+            tracker = Tracker(self.tracking, self.dir, self.data)
+            progress(f"kgscale run: tracking in MLflow at {tracker.uri} (experiment {self.tracking.experiment})")
+        try:
+            self._execute(progress, tracker)
+        except BaseException:
+            if tracker is not None:
+                tracker.close(ok=False)
+            raise
+        if tracker is not None:
+            tracker.close()
+        return self.results
+
+    def _execute(self, progress: Callable[[str], None], tracker) -> None:
         for name, out, fp, fn in self.plan:
             stage = name.split("/")[0]
             progress(f"kgscale run: {name} ...")
@@ -330,7 +354,8 @@ class Pipeline:
             if result.pulled:
                 status = f"is current in {self.storage}, copied here"
             progress(f"kgscale run: {name} {status} ({result.seconds:.1f} s): {headline(result)} -> {where}")
-        return self.results
+            if tracker is not None:
+                tracker.log_stage(result)
 
     def serve(self) -> str:
         from kgscale.serve.config import ServeConfig
