@@ -157,3 +157,41 @@ def quiet(log_dir: Path, verbose: bool = False) -> Path | None:
         dispatcher.remove_handler("kgscale_console")
         dispatcher.add_handler("kgscale_console", _WorkerSink(log_dir / "workers.log"))
     return log_dir
+
+
+class Ticker:
+    """A driver-side progress line for work counted in items: at most one line
+    every ``every_s`` seconds while it runs (rewritten in place on a
+    terminal), and a closing line with the count, time and rate when the work
+    took long enough to have shown one."""
+
+    def __init__(self, label: str, total: int, unit: str, every_s: float = PROGRESS_EVERY_S,
+                 stream=None, clock=time.monotonic) -> None:
+        self.label, self.total, self.unit, self.every_s = label, total, unit, every_s
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock
+        self.start = self.last = clock()
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if now - self.last < self.every_s or done >= self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        self._write(f"[kgscale] {self.label}: {done:,}/{self.total:,} {self.unit} ({100 * done / self.total:.0f}%), "
+                    f"{rate:,.0f} {self.unit}/s, about {left:.0f} s left", end=not self.tty)
+
+    def done(self) -> None:
+        took = self.clock() - self.start
+        if self.shown or took >= self.every_s:
+            self._write(f"[kgscale] {self.label}: {self.total:,} {self.unit} in {took:.0f} s "
+                        f"({self.total / max(took, 1e-9):,.0f} {self.unit}/s)", end=True)
+
+    def _write(self, text: str, end: bool) -> None:
+        prefix = "\r\033[K" if self.tty else ""
+        self.stream.write(prefix + text + ("\n" if end else ""))
+        self.stream.flush()
+        self.shown = True

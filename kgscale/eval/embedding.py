@@ -102,12 +102,18 @@ def _embed(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str)
         batch_format="numpy",
         **map_batches_args(cfg),
     )
+    from kgscale.console import Ticker
+
     out = None
+    ticker, done = Ticker(f"embedding {'entity' if role == 'key' else 'query'} views", n, "texts"), 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         emb = np.asarray(batch["embedding"], dtype=np.float32)
         if out is None:
             out = np.empty((n, emb.shape[1]), dtype=np.float32)
         out[batch["row"]] = emb
+        done += len(emb)
+        ticker.update(done)
     if out is None:
         raise ValueError("nothing to embed")
+    ticker.done()
     return out

@@ -53,3 +53,24 @@ def test_progress_on_a_terminal_rewrites_one_line():
     assert lines.render(SHOWN[0]) == "\n" + SHOWN[0] + "\n"
     assert lines.render(step(100)).endswith("\n")  # the last step stays on screen
     assert lines.render(SHOWN[0]) == SHOWN[0] + "\n"
+
+
+def test_a_ticker_prints_every_so_often_and_a_closing_line():
+    import io
+
+    from kgscale.console import Ticker
+
+    now, out = [0.0], io.StringIO()
+    t = Ticker("embedding entity views", 1000, "texts", every_s=30, stream=out, clock=lambda: now[0])
+    for done in range(100, 1001, 100):
+        now[0] += 10
+        t.update(done)
+    t.done()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[kgscale] embedding entity views: 300/1,000 texts (30%), 10 texts/s, about 70 s left"
+    assert len(lines) == 4 and lines[-1] == "[kgscale] embedding entity views: 1,000 texts in 100 s (10 texts/s)"
+    quick = io.StringIO()
+    t = Ticker("x", 10, "texts", stream=quick, clock=lambda: 0.0)
+    t.update(5)
+    t.done()
+    assert quick.getvalue() == ""  # work that took no time shows nothing
