@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval", "serve", "run", "report")
+COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval", "predict", "writeback", "serve", "run", "report")
 
 
 class UserError(Exception):

@@ -21,20 +21,26 @@ def oxigraph_binary() -> str | None:
 
 
 class OxigraphServer:
-    """``oxigraph serve-read-only --location STORE`` until closed."""
+    """``oxigraph serve-read-only --location STORE`` (``writable``: ``oxigraph
+    serve``, with its /update endpoint) until closed."""
 
-    def __init__(self, store: str | os.PathLike) -> None:
+    def __init__(self, store: str | os.PathLike, writable: bool = False) -> None:
         binary = oxigraph_binary()
         if binary is None:
             raise RuntimeError("the oxigraph server binary is missing: pip install the dev extra (oxigraph)")
         self.port = free_port()
-        self.proc = subprocess.Popen([binary, "serve-read-only", "--location", str(store), "--bind", f"127.0.0.1:{self.port}"],
+        mode = "serve" if writable else "serve-read-only"
+        self.proc = subprocess.Popen([binary, mode, "--location", str(store), "--bind", f"127.0.0.1:{self.port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until_listening(self.proc, self.port, "oxigraph", 30)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/query"
+
+    @property
+    def update_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/update"
 
     def close(self) -> None:
         stop(self.proc)

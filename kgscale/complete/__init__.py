@@ -1,0 +1,1 @@
+"""Completing the graph: bulk link prediction (kgscale predict) and writing it back."""

@@ -1,0 +1,175 @@
+"""Predictions written back to where the graph lives: an RDF file or a SPARQL
+1.1 store. Dry-run unless told to apply: a dry run says what would be written
+and shows the first statements.
+
+A predicted link is not asserted as a fact. Each becomes a statement about
+the triple (h, r, t): its ``kgscale:score``, ``kgscale:rank`` and
+``kgscale:model`` (the model directory's name and the predictions' creation
+time unless ``model_id`` is given):
+
+- RDF files (N-Triples, which is Turtle too), style ``rdf12``: RDF 1.2
+  triple terms, ``<urn:kgscale:prediction:SHA> rdf:reifies <<( <h> <r> <t>
+  )>>`` and the statement's score, rank and model; style ``reified``: the
+  RDF 1.1 reified statement below, for tools without RDF 1.2.
+- SPARQL 1.1 stores (which need not know RDF 1.2): reified statements,
+  ``<urn:kgscale:prediction:SHA> rdf:subject <h>; rdf:predicate <r>;
+  rdf:object <t>; kgscale:score ...``; ``INSERT DATA`` in batches of
+  ``batch_size``.
+
+The statement's IRI is a hash of the triple and the model id, so writing the
+same predictions again adds no duplicate. A store that
+  refuses a batch stops the write-back, names the batch and how many
+  statements went in before it; the predictions file is left as it is.
+
+Entity and relation keys that are absolute IRIs (as from an RDF source) are
+used as they are; other keys (a TSV benchmark's) are appended, percent-
+encoded, to ``entity_base`` / ``relation_base``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+NS = "https://kgscale.dev/ns#"
+XSD = "http://www.w3.org/2001/XMLSchema#"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]*$")
+
+
+class WriteBackError(Exception):
+    """A store refused a write (the predictions file is untouched)."""
+
+
+@dataclass(frozen=True)
+class Naming:
+    entity_base: str = "urn:kgscale:entity:"
+    relation_base: str = "urn:kgscale:relation:"
+
+    def iri(self, key: str, base: str) -> str:
+        if _IRI.match(key):
+            return key
+        return base + urllib.parse.quote(key, safe="")
+
+    def entity(self, key: str) -> str:
+        return self.iri(key, self.entity_base)
+
+    def relation(self, key: str) -> str:
+        return self.iri(key, self.relation_base)
+
+
+def load(pred_dir: Path) -> tuple[list[dict], dict]:
+    pred_dir = Path(pred_dir)
+    path = pred_dir / "predictions.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: point at a directory `kgscale predict` wrote")
+    manifest = json.loads((pred_dir / "manifest.json").read_text(encoding="utf-8"))
+    rows = pq.read_table(path, columns=["query_entity", "relation", "direction", "candidate", "rank", "score",
+                                        "known"]).to_pylist()
+    return rows, manifest
+
+
+def model_id(manifest: dict) -> str:
+    model = Path(str(manifest.get("inputs", {}).get("model", "model"))).name
+    return f"{model}@{manifest.get('created_at', '')}"
+
+
+def triple(row: dict, naming: Naming) -> tuple[str, str, str]:
+    """(h, r, t) IRIs: a head query's candidate is the head."""
+    q, c = naming.entity(row["query_entity"]), naming.entity(row["candidate"])
+    h, t = (c, q) if row["direction"] == "head" else (q, c)
+    return h, naming.relation(row["relation"]), t
+
+
+def distinct(rows: list[dict]) -> list[dict]:
+    """One row a predicted triple: a triple both a tail query and a head query
+    found (each the other's answer) keeps its higher-scoring row."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["candidate"], r["relation"], r["query_entity"]) if r["direction"] == "head" else \
+            (r["query_entity"], r["relation"], r["candidate"])
+        if key not in best or r["score"] > best[key]["score"]:
+            best[key] = r
+    return list(best.values())
+
+
+def _lit(value, datatype: str) -> str:
+    return f'"{value}"^^<{XSD}{datatype}>'
+
+
+def _text(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def rdf12_lines(rows: list[dict], naming: Naming, model: str) -> list[str]:
+    """N-Triples 1.2: each prediction's statement IRI ``rdf:reifies`` the
+    triple term ``<<( <h> <r> <t> )>>`` and carries score, rank and model."""
+    out = []
+    for r in rows:
+        h, p, t = triple(r, naming)
+        s = f"<{statement_iri(h, p, t, model)}>"
+        out += [f"{s} <{RDF}reifies> <<( <{h}> <{p}> <{t}> )>> ."] + _annotations(s, r, model)
+    return out
+
+
+def _annotations(s: str, r: dict, model: str) -> list[str]:
+    return [f"{s} <{NS}score> {_lit(repr(float(r['score'])), 'double')} .",
+            f"{s} <{NS}rank> {_lit(int(r['rank']), 'integer')} .", f"{s} <{NS}model> {_text(model)} ."]
+
+
+def statement_iri(h: str, p: str, t: str, model: str) -> str:
+    digest = hashlib.sha256("\x1f".join((h, p, t, model)).encode()).hexdigest()[:32]
+    return f"urn:kgscale:prediction:{digest}"
+
+
+def reified_lines(rows: list[dict], naming: Naming, model: str) -> list[list[str]]:
+    """For each prediction, the triples of its RDF 1.1 reified statement."""
+    out = []
+    for r in rows:
+        h, p, t = triple(r, naming)
+        s = f"<{statement_iri(h, p, t, model)}>"
+        out.append([f"{s} <{RDF}type> <{RDF}Statement> .", f"{s} <{RDF}subject> <{h}> .",
+                    f"{s} <{RDF}predicate> <{p}> .", f"{s} <{RDF}object> <{t}> ."] + _annotations(s, r, model))
+    return out
+
+
+def write_rdf(rows: list[dict], path: Path, naming: Naming, model: str, style: str = "rdf12") -> int:
+    """N-Triples (valid Turtle too) in ``style`` rdf12 or reified; the statements written."""
+    lines = rdf12_lines(rows, naming, model) if style == "rdf12" else \
+        [line for g in reified_lines(rows, naming, model) for line in g]
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+    return len(lines)
+
+
+def sparql_update(rows: list[dict], endpoint: str, naming: Naming, model: str, batch_size: int = 500,
+                  user: str | None = None, password: str | None = None, timeout_s: float = 60.0) -> int:
+    """INSERT DATA in batches of ``batch_size`` predictions; the statements written."""
+    groups = reified_lines(rows, naming, model)
+    headers = {"Content-Type": "application/sparql-update"}
+    if user is not None:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+    done = 0
+    for b, lo in enumerate(range(0, len(groups), batch_size)):
+        body = "INSERT DATA {\n" + "\n".join(line for g in groups[lo:lo + batch_size] for line in g) + "\n}"
+        req = urllib.request.Request(endpoint, data=body.encode("utf-8"), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300] if isinstance(exc, urllib.error.HTTPError) else str(exc)
+            raise WriteBackError(f"{endpoint} refused batch {b + 1} (predictions {lo + 1}-"
+                                 f"{min(lo + batch_size, len(groups))}): {detail}; {done} predictions were written "
+                                 f"before it, and the predictions file is unchanged") from None
+        done += len(groups[lo:lo + batch_size])
+    return done
