@@ -173,3 +173,57 @@ def sparql_update(rows: list[dict], endpoint: str, naming: Naming, model: str, b
                                  f"before it, and the predictions file is unchanged") from None
         done += len(groups[lo:lo + batch_size])
     return done
+
+
+def neo4j_merge_query(cfg, rel_type: str) -> str:
+    """The parameterised batch write: each row's (h, t) nodes found by key and
+    one ``rel_type`` relationship between them per (relation, model), MERGEd
+    so that a rerun or a retried transaction adds none; score and rank set."""
+    label = f":`{cfg.node_labels[0]}`" if cfg.node_labels else ""
+    if cfg.key_property:
+        find = f"MATCH (h{label} {{`{cfg.key_property}`: row.h}}) MATCH (t{label} {{`{cfg.key_property}`: row.t}})"
+    else:  # keys are 'node:<id>', as the Neo4j source writes them without a key property
+        find = f"MATCH (h{label}) WHERE id(h) = row.h_id MATCH (t{label}) WHERE id(t) = row.t_id"
+    return (f"UNWIND $rows AS row {find} "
+            f"MERGE (h)-[p:`{rel_type}` {{relation: row.relation, model: row.model}}]->(t) "
+            f"SET p.score = row.score, p.rank = row.rank RETURN count(p) AS written")
+
+
+def neo4j_rows(rows: list[dict], model: str) -> list[dict]:
+    out = []
+    for r in rows:
+        h, t = (r["candidate"], r["query_entity"]) if r["direction"] == "head" else (r["query_entity"], r["candidate"])
+        row = {"h": h, "t": t, "relation": r["relation"], "model": model, "score": float(r["score"]),
+               "rank": int(r["rank"])}
+        for side, key in (("h", h), ("t", t)):
+            if key.startswith("node:") and key[5:].isdigit():
+                row[f"{side}_id"] = int(key[5:])
+        out.append(row)
+    return out
+
+
+def neo4j_merge(rows: list[dict], uri: str, cfg, rel_type: str, model: str, batch_size: int = 500) -> int:
+    """Write ``rows`` in batched write transactions; the relationships written
+    (a batch whose nodes are not all found writes fewer: counted, not an error)."""
+    from kgscale.kg.sources.neo4j_source import Secret, describe_error, open_driver
+    from kgscale.config import secret_from_env
+
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", rel_type):
+        raise ValueError(f"relationship type {rel_type!r} is not a plain name ([A-Za-z_][A-Za-z0-9_]*)")
+    password = Secret(secret_from_env(cfg.password_env, what="neo4j.password_env"))
+    query, data = neo4j_merge_query(cfg, rel_type), neo4j_rows(rows, model)
+    written = 0
+    driver = open_driver(uri, cfg, password)
+    try:
+        with driver.session(database=cfg.database) as session:
+            for b, lo in enumerate(range(0, len(data), batch_size)):
+                batch = data[lo:lo + batch_size]
+                try:  # execute_write retries a transaction cut off by a transient failure; MERGE keeps it single
+                    written += session.execute_write(lambda tx: tx.run(query, {"rows": batch}).single()["written"])
+                except Exception as exc:
+                    raise WriteBackError(f"{uri} refused batch {b + 1} (predictions {lo + 1}-{lo + len(batch)}): "
+                                         f"{describe_error(exc, password)}; {written} relationships were written "
+                                         f"before it, and the predictions file is unchanged") from None
+    finally:
+        driver.close()
+    return written

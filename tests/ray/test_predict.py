@@ -1,6 +1,7 @@
 """`kgscale predict` on a tiny KG with a tiny random causal LM, then
 `kgscale writeback` into an RDF file and a real `oxigraph serve` on
-127.0.0.1 (read back with SPARQL). The Neo4j write-back is not built yet."""
+127.0.0.1 (read back with SPARQL), and into Neo4j at the wire (the Bolt
+test server) or a real server when NEO4J_URI is set."""
 from __future__ import annotations
 
 import json
@@ -131,3 +132,61 @@ def test_written_back_as_rdf_star_and_into_a_sparql_store_without_duplicates(pre
     finally:
         server.close()
     assert (out / "predictions.parquet").read_bytes() == before
+
+
+def test_written_back_into_neo4j_at_the_wire_with_a_dropped_batch_retried_once(predicted, monkeypatch, capsys):
+    """The Bolt conversation a Neo4j server would see (no Neo4j server runs
+    here; tests/servers/bolt.py speaks the protocol to the official driver):
+    one parameterised MERGE per batch in its own write transaction; the
+    second batch's connection drops before it commits, the driver runs that
+    transaction again, and every batch is committed exactly once."""
+    from kgscale.complete import writeback as wb
+    from kgscale.kg.sources.neo4j_source import Neo4jConfig
+    from tests.servers.bolt import BoltServer, Run
+
+    _, out = predicted
+    rows, manifest = wb.load(out)
+    new = wb.distinct([r for r in rows if not r["known"]])
+    model = wb.model_id(manifest)
+    cfg = Neo4jConfig(key_property="key", node_labels=["Entity"])
+    query = wb.neo4j_merge_query(cfg, "PREDICTED")
+    assert "$rows" in query and "MERGE (h)-[p:`PREDICTED` {relation: row.relation, model: row.model}]->(t)" in query
+    data = wb.neo4j_rows(new, model)
+    batches = [data[i:i + 10] for i in range(0, len(data), 10)]
+    script = [Run(query, {"rows": b}, ["written"], [[len(b)]], drop_after=0 if i == 1 else None)
+              for i, b in enumerate(batches)]
+    monkeypatch.setenv("NEO4J_PASSWORD", "s3cret")
+    with BoltServer(user="neo4j", password="s3cret", runs=script, write=True) as bolt:
+        assert main(["writeback", str(out), "--neo4j", bolt.uri(), "--key-property", "key", "--label", "Entity",
+                     "--batch-size", "10"]) == 0  # a dry run: nothing sent
+        assert "MERGE" in capsys.readouterr().out and not bolt.messages("RUN")
+        assert main(["writeback", str(out), "--neo4j", bolt.uri(), "--key-property", "key", "--label", "Entity",
+                     "--batch-size", "10", "--apply"]) == 0
+        bolt.verify()  # each batch ran as scripted, the dropped one twice
+        assert bolt.drops == 1 and len(bolt.commits) == len(batches)
+    assert f"{len(new)} of {len(new)} predictions MERGEd" in capsys.readouterr().out
+    assert "s3cret" not in repr(cfg)
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("NEO4J_URI"), reason="a real Neo4j server: set NEO4J_URI "
+                    "(and NEO4J_PASSWORD) to run it; none can run on the development machine")
+def test_written_back_into_a_real_neo4j_twice_without_duplicates(predicted, capsys):
+    import os
+
+    import neo4j
+
+    from kgscale.complete import writeback as wb
+
+    _, out = predicted
+    uri, auth = os.environ["NEO4J_URI"], (os.environ.get("NEO4J_USER", "neo4j"), os.environ["NEO4J_PASSWORD"])
+    with neo4j.GraphDatabase.driver(uri, auth=auth) as driver:
+        driver.execute_query("MATCH (n:KgscaleTestEntity) DETACH DELETE n")
+        driver.execute_query("UNWIND range(0, 9) AS i CREATE (:KgscaleTestEntity {key: 'e' + toString(i)})")
+        for _ in range(2):
+            assert main(["writeback", str(out), "--neo4j", uri, "--key-property", "key", "--label",
+                         "KgscaleTestEntity", "--relationship-type", "KGSCALE_TEST", "--apply"]) == 0
+        rows, _ = wb.load(out)
+        n = len(wb.distinct([r for r in rows if not r["known"]]))
+        got = driver.execute_query("MATCH (:KgscaleTestEntity)-[p:KGSCALE_TEST]->() RETURN count(p) AS n").records[0]["n"]
+        driver.execute_query("MATCH (n:KgscaleTestEntity) DETACH DELETE n")
+    assert got == n

@@ -7,7 +7,8 @@ driver against an independent implementation. Each connection runs the Bolt
 5.4 state machine: HELLO and LOGON (basic auth, checked against the
 expected user and password), ROUTE (for ``neo4j://``), BEGIN (which must
 ask for a read transaction on the expected database), RUN (whose query text
-and parameters must match a scripted :class:`Run`), PULL (whose ``n`` must
+and parameters must match a scripted :class:`Run`; with ``write``, BEGIN must
+open a write transaction and each COMMIT is recorded), PULL (whose ``n`` must
 be the expected fetch size), COMMIT, ROLLBACK, RESET and GOODBYE; FAILURE and
 IGNORED as a server sends them.
 
@@ -171,12 +172,15 @@ class _Conn:
     pending: list = field(default_factory=list)
     run: Run | None = None
     auto: bool = False
+    ran: list = field(default_factory=list)  # queries run in the open transaction
 
 
 class BoltServer:
     def __init__(self, *, user: str, password: str, database: str = "neo4j", fetch_size: int | None = None,
-                 runs: list[Run] | None = None) -> None:
+                 runs: list[Run] | None = None, write: bool = False) -> None:
         self.user, self.password, self.database, self.fetch_size = user, password, database, fetch_size
+        self.write = write  # expect write transactions (BEGIN without mode "r") instead of read ones
+        self.commits: list[list[str]] = []  # the queries of each committed transaction
         self.runs = list(runs or [])
         self.errors: list[str] = []
         self.log: list[tuple[int, str, Any]] = []
@@ -332,9 +336,12 @@ class BoltServer:
                 return self._unexpected(sock, conn, f"BEGIN in state {conn.state}")
             extra = dict(f[0]) if f else {}
             extra.pop("bookmarks", None)
-            if extra != {"mode": "r", "db": self.database}:
-                return self._unexpected(sock, conn, f"BEGIN {extra}, expected a read transaction on {self.database!r}")
+            want = {"db": self.database} if self.write else {"mode": "r", "db": self.database}
+            if extra != want:
+                kind = "write" if self.write else "read"
+                return self._unexpected(sock, conn, f"BEGIN {extra}, expected a {kind} transaction on {self.database!r}")
             conn.state = "TX"
+            conn.ran = []
             self._send(sock, SUCCESS, {})
             return True
         if msg.tag == RUN:
@@ -349,6 +356,7 @@ class BoltServer:
             if match is None:
                 return self._unexpected(sock, conn, f"RUN not in the script: {query!r} {params!r}")
             conn.run, conn.pending = match, list(match.records)
+            conn.ran.append(query)
             conn.drop = match.drop_after if (match.drop_after is not None and attempt == 1) else None
             self._send(sock, SUCCESS, {"fields": match.fields, "t_first": 1, "qid": 0})
             conn.state = "STREAMING"
@@ -382,6 +390,8 @@ class BoltServer:
             if conn.state != "TX":
                 return self._unexpected(sock, conn, f"COMMIT in state {conn.state}")
             conn.state = "READY"
+            with self._lock:
+                self.commits.append(list(conn.ran))
             self._send(sock, SUCCESS, {"bookmark": f"kgscale-test:{conn.n}"})
             return True
         if msg.tag == ROLLBACK:
