@@ -69,21 +69,17 @@ def run(args) -> int:
         n = wb.write_rdf(new, Path(args.rdf), naming, model, args.style)
         print(f"kgscale writeback: {len(new):,} predictions as {n:,} triples ({args.style}) in {args.rdf}.")
         return 0
-    if neo4j_cfg is not None:
-        try:
-            done = wb.neo4j_merge(new, args.neo4j, neo4j_cfg, args.relationship_type, model, args.batch_size)
-        except wb.WriteBackError as exc:
-            print(f"kgscale writeback: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"kgscale writeback: {done:,} of {len(new):,} predictions MERGEd into {args.neo4j} as "
-              f":{args.relationship_type} relationships (batches of {args.batch_size}).")
-        return 0
-    password = secret_from_env(args.password_env, what="--password-env") if args.password_env else None
     try:
-        done = wb.sparql_update(new, args.sparql_update, naming, model, args.batch_size, args.user, password)
+        if neo4j_cfg is not None:
+            done = wb.neo4j_merge(new, args.neo4j, neo4j_cfg, args.relationship_type, model, args.batch_size)
+            said = f"{done:,} of {len(new):,} predictions MERGEd into {args.neo4j} as :{args.relationship_type} " \
+                   f"relationships"
+        else:
+            password = secret_from_env(args.password_env, what="--password-env") if args.password_env else None
+            done = wb.sparql_update(new, args.sparql_update, naming, model, args.batch_size, args.user, password)
+            said = f"{done:,} predictions inserted into {args.sparql_update} as reified statements"
     except wb.WriteBackError as exc:
         print(f"kgscale writeback: error: {exc}", file=sys.stderr)
         return 1
-    print(f"kgscale writeback: {done:,} predictions inserted into {args.sparql_update} as reified statements "
-          f"(batches of {args.batch_size}).")
+    print(f"kgscale writeback: {said} (batches of {args.batch_size}).")
     return 0

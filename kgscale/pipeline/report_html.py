@@ -80,7 +80,7 @@ def _stages(summary: dict) -> str:
             f"<p class='muted'>{len(rows)} stages, {total:.0f} s in all.</p></section>")
 
 
-def _kgc(run_dir: Path, summary: dict, dirs: dict[str, Path]) -> str:
+def _kgc(summary: dict, dirs: dict[str, Path]) -> str:
     cmp = summary.get("kgc")
     trained_dir = dirs.get("eval/kgc")
     if not cmp and trained_dir is None:
@@ -270,7 +270,7 @@ def write_report(run_dir: Path) -> Path:
     body = "".join([
         f"<header><h1>kgscale run: {_e(run_dir.name)}</h1><div class='muted'>{_e(run_dir.resolve())} &middot; "
         f"finished {when}</div></header>",
-        _stages(summary), _kgc(run_dir, summary, dirs), _qa(summary, dirs), _rationales(dirs), _training(run_dir, summary),
+        _stages(summary), _kgc(summary, dirs), _qa(summary, dirs), _rationales(dirs), _training(run_dir, summary),
         _config(run_dir),
     ])
     # the one script: it records whether the page's images decoded, for a test in a real browser

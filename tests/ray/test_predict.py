@@ -18,12 +18,9 @@ from kgscale.kg.snapshot import Snapshot
 from kgscale.kg.text import query_text
 from kgscale.models.embed import Embedder
 from tests.conftest import write_benchmark
+from tests.ray.test_eval_kgc import ENTITIES, FLAGS, RELATIONS, TRAIN
 from tests.servers.sparql import FailingProxy, OxigraphServer
 
-ENTITIES = "id\tname\tdescription\n" + "".join(f"e{i}\tthing {i}\tthe {i}th thing\n" for i in range(10))
-RELATIONS = "id\ttext\nr0\tpart of\nr1\tnear\n"
-TRAIN = "e0\tr0\te1\ne0\tr0\te2\ne1\tr1\te3\ne2\tr1\te3\ne4\tr0\te5\ne5\tr1\te6\ne6\tr0\te7\ne7\tr1\te8\ne8\tr0\te9\n"
-FLAGS = ["ray.progress_bars=false", "embed.batch_size=8", "embed.dtype=float32"]
 
 
 @pytest.fixture(scope="module")
