@@ -81,7 +81,7 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
                  "train.kalm.data.max_samples=64", "train.kalm.train.max_steps=2",
                  "train.kalm.train.micro_batch_size=8", "train.kale.model.model=tiny-llama", "train.kale.train.max_steps=2",
                  "train.kale.train.micro_batch_size=4", "rationales.limit=16",
-                 "eval.kgc.limit=50", "eval.qa.limit=10", "ray.progress_bars=false"]
+                 "eval.kgc.limit=50", "eval.qa.limit=10", "ray.progress_bars=false", "tracking.enabled=true"]
     submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(ROOT),
               "--runtime-env", str(env_file), "--no-wait", "--",
               sys.executable, "-m", "kgscale.cli", "run", "jobs/quickstart.yaml", *overrides]
@@ -123,6 +123,30 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     assert "Failed to query Ray Train Controller" not in logs and "TrainingReport(" not in logs
     assert "TrainingReport(" in (run_dir / "logs" / "workers.log").read_text()
     assert "kgscale run: train/kalm done" in logs and "[kgscale train] step" in logs
+
+    # every stage tracked in MLflow (the run directory's own store), read back with the MLflow client
+    assert "kgscale run: tracking in MLflow at sqlite:///" in logs
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    runs = {r.data.tags.get("kgscale.stage", "parent"): r
+            for r in client.search_runs([client.get_experiment_by_name("kgscale").experiment_id])}
+    assert set(runs) == {"parent", "ingest", "questions", "paths", "rationales", "train/kalm", "train/kale",
+                         "eval/kgc_start", "eval/kgc", "eval/qa_start", "eval/qa"}
+    parent = runs.pop("parent")
+    assert parent.info.status == "FINISHED" and parent.data.params["train.kalm.train.max_steps"] == "2"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.values())
+    for name in ("kalm", "kale"):  # each training run's loss history, step by step as metrics.jsonl has it
+        logged = [json.loads(x) for x in (run_dir / "train" / name / "metrics.jsonl").read_text().splitlines()]
+        history = client.get_metric_history(runs[f"train/{name}"].info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == sorted((r["step"], r["loss"]) for r in logged if "loss" in r)
+    assert runs["train/kalm"].data.params["objective.name"] == "kalm_contrastive"
+    for name in ("eval/kgc_start", "eval/kgc"):  # the MRR of both models, per relation too
+        m = json.loads((run_dir / name / "metrics.json").read_text())
+        tracked = runs[name].data.metrics
+        assert tracked["both.mrr"] == m["both"]["mrr"] and tracked["both.hits_at_10"] == m["both"]["hits@10"]
+        assert any(k.startswith("per_relation.") for k in tracked)
+    assert runs["eval/qa"].data.metrics["multiple_choice.commonsenseqa.no_rationale.accuracy"] >= 0
 
     # the run report, opened as a person would: every section rendered, the curves decoded, examples shown
     dom = render(run_dir / "report.html", tmp_path / "report.png")
