@@ -8,7 +8,7 @@ import pytest
 import ray
 
 
-def stop_ray(timeout: float = 90.0) -> None:
+def stop_ray(timeout: float = 10.0) -> None:
     """ray.shutdown(), bounded: on a heavily loaded machine the driver's
     shutdown has been seen to wait for minutes on its GCS subscriber; then the
     session's Ray processes are killed, which releases it."""
