@@ -115,10 +115,21 @@ class _WorkerSink:
             self.file.flush()
             err = bool(data.get("is_err"))
             sink, lines = (sys.stderr if err else sys.stdout), self.lines[err]
-            out = "".join(x for x in (lines.render(line) for line in data.get("lines", [])) if x)
+            shown = data.get("lines", [])
+            if data.get("pid") == "autoscaler":  # its whole log arrives; Ray prints only its event lines
+                shown = list(_autoscaler_events(shown))
+            out = "".join(x for x in (lines.render(line) for line in shown) if x)
             if out:
                 sink.write(out)
                 sink.flush()
+
+
+def _autoscaler_events(lines: list[str]):
+    try:
+        from ray._private.worker import filter_autoscaler_events
+    except ImportError:
+        return iter(())
+    return filter_autoscaler_events(lines)
 
 
 def quiet(log_dir: Path, verbose: bool = False) -> Path | None:

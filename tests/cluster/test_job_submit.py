@@ -121,6 +121,7 @@ def test_quickstart_submitted_with_ray_job_submit(ray_head, tmp_path, shared_dat
     assert "commonsenseqa multiple choice" in logs and "trained - start:" in logs
     # a quiet console: Ray Train's polling warnings and report dicts are in the run's logs/, not here
     assert "Failed to query Ray Train Controller" not in logs and "TrainingReport(" not in logs
+    assert "Autoscaler status" not in logs and "Loading weights" not in logs
     assert "TrainingReport(" in (run_dir / "logs" / "workers.log").read_text()
     assert "kgscale run: train/kalm done" in logs and "[kgscale train] step" in logs
 

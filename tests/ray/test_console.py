@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     assert ray.get(work.remote()) == 1
     logging.getLogger("ray.data").info("Execution plan of Dataset dataset_1: InputDataBuffer[Input]")
     logging.getLogger("ray.data").warning("a real Ray Data warning")
-    time.sleep(3)  # workers' lines reach the driver asynchronously
+    time.sleep(12)  # workers' lines reach the driver asynchronously; the autoscaler logs every 5 s
     ray.shutdown()
 """)
 
@@ -40,7 +40,8 @@ def test_the_console_shows_kgscales_lines_and_errors_and_logs_keep_the_rest(tmp_
     console = out.stdout + out.stderr
     assert "[kgscale train] ready in 1.0 s" in console and "RuntimeError: a real error" in console
     assert "a real Ray Data warning" in console
-    for noise in ("Failed to query Ray Train Controller", "TrainingReport(", "Execution plan of Dataset"):
+    for noise in ("Failed to query Ray Train Controller", "TrainingReport(", "Execution plan of Dataset",
+                  "Autoscaler status"):
         assert noise not in console, noise
     workers = (tmp_path / "logs" / "workers.log").read_text()
     assert workers.count("Failed to query Ray Train Controller") == 3 and "TrainingReport(" in workers
