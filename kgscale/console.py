@@ -57,6 +57,7 @@ WORKER_NOISE = re.compile("|".join([
 # driver records below WARNING stay off the console; these warnings too
 DRIVER_NOISE = re.compile("|".join([
     r"Token authentication is enabled for this Ray cluster",
+    r"Progress bars disabled\. To enable",
     r"The Ray cluster currently does not have any available CPUs",
 ]))
 PROGRESS = re.compile(r"^\[kgscale train\] step (\d+)/(\d+) ")
@@ -135,8 +136,10 @@ def _autoscaler_events(lines: list[str]):
 def quiet(log_dir: Path, verbose: bool = False) -> Path | None:
     """Send the driver's and the workers' library logs to ``log_dir`` and keep
     the console to what a person wants; the directory, or None with
-    ``verbose`` or when Ray's hook is missing (the console then stays as Ray
-    prints it)."""
+    ``verbose``. The driver's half works before Ray starts (its start-up
+    warnings are caught too); the workers' half needs a started Ray and is
+    applied again by :func:`quiet_workers`. Where Ray's hook is missing the
+    workers' lines stay as Ray prints them."""
     if verbose:
         return None
     log_dir = Path(log_dir)
@@ -154,20 +157,25 @@ def quiet(log_dir: Path, verbose: bool = False) -> Path | None:
                     and not any(isinstance(f, _DriverFilter) for f in h.filters):
                 h.addFilter(_DriverFilter())
         lg.addHandler(driver)
+    quiet_workers(log_dir)
+    return log_dir
+
+
+def quiet_workers(log_dir: Path) -> None:
+    """Print the workers' lines that reach this driver through the filter
+    (once Ray has started), all of them to ``log_dir/workers.log``."""
     try:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
-        return log_dir
+        return
     names = [name for name, _ in getattr(dispatcher, "handlers", [])]
     if "ray_print_logs" in names or "kgscale_console" in names:
-        # Ray prints workers' lines to this driver: print them through the filter
         for name, handler in dispatcher.handlers:
             if name == "kgscale_console":
                 handler.file.close()
         dispatcher.remove_handler("ray_print_logs")
         dispatcher.remove_handler("kgscale_console")
-        dispatcher.add_handler("kgscale_console", _WorkerSink(log_dir / "workers.log"))
-    return log_dir
+        dispatcher.add_handler("kgscale_console", _WorkerSink(Path(log_dir) / "workers.log"))
 
 
 class Ticker:

@@ -41,15 +41,17 @@ def run(args) -> int:
     if (data.get("ray") or {}).get("address"):
         probe_address(str(data["ray"]["address"]))  # before resolving datasets or building anything
     pipeline = Pipeline(data, source=args.config_path)  # every section is validated before anything runs
-    from kgscale.console import quiet
+    from kgscale.console import quiet, quiet_workers
     from kgscale.ray_session import ensure_ray
 
-    ensure_ray(pipeline.ray)
     pipeline.dir.mkdir(parents=True, exist_ok=True)
     (pipeline.dir / "run_config.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    logs = quiet(pipeline.dir / "logs", verbose=args.verbose)
+    logs = quiet(pipeline.dir / "logs", verbose=args.verbose)  # before Ray starts: its start-up logs too
     if logs is not None:
         print(f"kgscale run: Ray's and the libraries' logs go to {logs}/ (-v shows them here too)", flush=True)
+    ensure_ray(pipeline.ray)
+    if logs is not None:
+        quiet_workers(logs)
     results = pipeline.execute()
     summary = table(results)
     curves = plot_training(results, pipeline.dir / "curves")
