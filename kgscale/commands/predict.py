@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, dest="top_k", help="answers per query (default 10)")
     p.add_argument("--keep-known", action="store_true", help="keep known triples among the answers, marked")
     p.add_argument("--min-score", type=float, dest="min_score", help="drop answers scoring below this cosine")
+    p.add_argument("--include-self", action="store_true", dest="include_self",
+                   help="let the query's own entity be an answer, as the evaluation protocol does")
     p.add_argument("--strict", action="store_true", help="a query naming an unknown entity or relation is fatal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_config_args(p, "predict.top_k=20 embed.batch_size=128")
@@ -32,7 +34,8 @@ def run(args) -> int:
 
     flags = {"snapshot": args.snapshot, "out": args.out, "relation": args.relation, "heads": args.heads,
              "pairs": args.pairs, "split": args.split, "direction": args.direction, "top_k": args.top_k,
-             "keep_known": args.keep_known or None, "min_score": args.min_score, "strict": args.strict or None,
+             "keep_known": args.keep_known or None, "min_score": args.min_score, "include_self": args.include_self or None,
+             "strict": args.strict or None,
              "overwrite": args.overwrite or None}
     data = config_sections(args, {"predict", "model", "embed", "ray"}, {"predict": flags, "model": {"model": args.model}})
     cfg = build_section(PredictConfig, data, "predict", args)

@@ -6,7 +6,8 @@ by the trained embedder: entity views by the key tower and query views by the
 query tower, embedded on Ray Data actor pools over every CPU/GPU of the
 cluster (the same views and embedding cache as ``kgscale eval kgc``), then
 scored against every entity in chunks. Known triples are filtered out, or
-kept and marked with ``keep_known``; ``min_score`` drops weaker answers. A
+kept and marked with ``keep_known``; ``min_score`` drops weaker answers; the
+query's own entity is no answer unless ``include_self``. A
 query that names an unknown entity or relation is a counted reject with its
 reason (``strict``: an error). Writes::
 
@@ -52,6 +53,10 @@ class PredictConfig(StrictModel):
     # the splits whose triples count as known
     known_splits: tuple[Literal["train", "valid", "test"], ...] = ("train", "valid", "test")
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    # the query's own entity as an answer ((x, r, x)): a text embedder ranks it
+    # high for most relations, and it is rarely a link worth writing back; the
+    # evaluation protocol keeps it (set this for the same top-k as kgscale eval kgc)
+    include_self: bool = False
     strict: bool = False
     overwrite: bool = False
 
@@ -143,7 +148,7 @@ def resolve_queries(cfg: PredictConfig, snap) -> tuple[np.ndarray, np.ndarray, n
 
 def top_answers(query_emb: np.ndarray, cand_emb: np.ndarray, candidates: np.ndarray, index: AnswerIndex,
                 entity: np.ndarray, rel: np.ndarray, inv: np.ndarray, top_k: int, keep_known: bool,
-                min_score: float | None):
+                min_score: float | None, include_self: bool = True):
     """(query row, candidate entity id, rank, score, known) arrays, best first within each query."""
     import torch
 
@@ -164,6 +169,10 @@ def top_answers(query_emb: np.ndarray, cand_emb: np.ndarray, candidates: np.ndar
                 known[j, ans[ans >= 0]] = True
             if not keep_known:
                 s[torch.from_numpy(known)] = float("-inf")
+            if not include_self:
+                own = row_of[np.minimum(entity[lo:hi], len(row_of) - 1)]
+                ok = (own >= 0) & (entity[lo:hi] < len(row_of))
+                s[torch.from_numpy(np.flatnonzero(ok)), torch.from_numpy(own[ok])] = float("-inf")
             score, col = torch.topk(s, k, dim=1)
             score, col = score.numpy(), col.numpy()
             for j in range(hi - lo):
@@ -222,7 +231,7 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     with timer("score"):
         index = AnswerIndex.from_snapshot(snap, tuple(cfg.known_splits))
         q, c, rank, score, known = top_answers(query_emb, cand_emb, candidates, index, entity, rel, inv, cfg.top_k,
-                                               cfg.keep_known, cfg.min_score)
+                                               cfg.keep_known, cfg.min_score, cfg.include_self)
     table = pa.table({
         "query_entity": pa.array([keys[x] for x in entity[q]], pa.string()),
         "relation": pa.array([rel_keys[x] for x in rel[q]], pa.string()),

@@ -47,13 +47,14 @@ def test_each_query_gets_its_top_k_new_answers_best_first(predicted):
         assert list(g["rank"]) == [1, 2, 3, 4] and list(g["score"]) == sorted(g["score"], reverse=True)
         known = index.answers_of(int(entity[1:]), 0, direction == "head")  # ids follow the keys here
         assert not set(g["candidate_id"]) & set(known.tolist()) and not g["known"].any()
+        assert int(entity[1:]) not in set(g["candidate_id"])  # never the query's own entity
     # the scores are the model's cosines: one query checked against an embedding computed here
     texts = snap.entity_texts
     emb = Embedder({"model": "tiny-llama"}, dtype="float32")
     ents = emb.embed(texts)
     q = emb.embed([query_text(texts[0], snap.relation_texts[0], False)])[0]
     s = ents @ q
-    s[[1, 2, 3]] = -np.inf  # e0's known tails under r0 (train e1, e2; test e3)
+    s[[0, 1, 2, 3]] = -np.inf  # e0 itself (no answer by default) and its known tails under r0 (e1, e2; test e3)
     g = t[(t.query_entity == "e0") & (t.direction == "tail")]
     assert list(g["candidate_id"]) == list(np.argsort(-s, kind="stable")[:4])
     assert np.allclose(g["score"], np.sort(s)[::-1][:4], atol=1e-4)
