@@ -147,8 +147,12 @@ def filtered_ranks(
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="ranking", unit="chunk")
+    from kgscale.console import Ticker
+
+    ticker = Ticker(f"ranking against {num:,} candidates", n, "queries")  # a line only when it takes a while
     with torch.inference_mode():
         for lo in chunks:
+            ticker.update(lo)
             hi = min(lo + rows_per_chunk, n)
             b = hi - lo
             s = buf[:b]
@@ -173,6 +177,7 @@ def filtered_ranks(
                 g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
             unfiltered = torch.as_tensor(num - kept, dtype=torch.float64, device=device)
             ranks[lo:hi] = ((unfiltered + 1 + g) / 2).cpu().numpy()
+    ticker.done()
     return ranks
 
 
