@@ -189,11 +189,10 @@ def top_answers(query_emb: np.ndarray, cand_emb: np.ndarray, candidates: np.ndar
 
 
 def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
-    from kgscale.eval.embedding import embed_texts
+    from kgscale.eval.embedding import completion_views, embed_texts
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.backbone import with_absolute_path
     from kgscale.models.inference import check_loadable, load_inference_tokenizer
-    from kgscale.models.tokenize import query_view_texts, truncate_texts
     from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
     from kgscale.ray_session import ensure_ray
 
@@ -217,13 +216,8 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     if len(entity) == 0:
         raise EvalInputError(f"no query to answer ({len(rejects)} rejected"
                              f"{': ' + rejects[0]['reason'] if rejects else ''})")
-    tokenizer = load_inference_tokenizer(model)
-    append_eos = kind == "causal" and embed.pooling in ("auto", "last")
     candidates = np.flatnonzero(has_text)
-    views = ent_texts if embed.max_entity_tokens is None else truncate_texts(
-        tokenizer, [t or " " for t in ent_texts], embed.max_entity_tokens)
-    q_texts = query_view_texts(tokenizer, [ent_texts[e] for e in entity], [rel_texts[r] for r in rel],
-                               [bool(x) for x in inv], embed.max_entity_tokens, embed.max_length, append_eos)
+    views, q_texts = completion_views(load_inference_tokenizer(model), kind, embed, ent_texts, rel_texts, entity, rel, inv)
     ensure_ray(ray_cfg)
     with timer("embed"):
         cand_emb = embed_texts([views[i] for i in candidates], model, embed, role="key")

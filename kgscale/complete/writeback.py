@@ -81,11 +81,16 @@ def model_id(manifest: dict) -> str:
     return f"{model}@{manifest.get('created_at', '')}"
 
 
+def ends(row: dict) -> tuple[str, str]:
+    """(head key, tail key) of a prediction: a head query's candidate is the head."""
+    q, c = row["query_entity"], row["candidate"]
+    return (c, q) if row["direction"] == "head" else (q, c)
+
+
 def triple(row: dict, naming: Naming) -> tuple[str, str, str]:
-    """(h, r, t) IRIs: a head query's candidate is the head."""
-    q, c = naming.entity(row["query_entity"]), naming.entity(row["candidate"])
-    h, t = (c, q) if row["direction"] == "head" else (q, c)
-    return h, naming.relation(row["relation"]), t
+    """(h, r, t) IRIs of a prediction."""
+    h, t = ends(row)
+    return naming.entity(h), naming.relation(row["relation"]), naming.entity(t)
 
 
 def distinct(rows: list[dict]) -> list[dict]:
@@ -93,8 +98,7 @@ def distinct(rows: list[dict]) -> list[dict]:
     found (each the other's answer) keeps its higher-scoring row."""
     best: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["candidate"], r["relation"], r["query_entity"]) if r["direction"] == "head" else \
-            (r["query_entity"], r["relation"], r["candidate"])
+        key = (*ends(r), r["relation"])
         if key not in best or r["score"] > best[key]["score"]:
             best[key] = r
     return list(best.values())
@@ -192,7 +196,7 @@ def neo4j_merge_query(cfg, rel_type: str) -> str:
 def neo4j_rows(rows: list[dict], model: str) -> list[dict]:
     out = []
     for r in rows:
-        h, t = (r["candidate"], r["query_entity"]) if r["direction"] == "head" else (r["query_entity"], r["candidate"])
+        h, t = ends(r)
         row = {"h": h, "t": t, "relation": r["relation"], "model": model, "score": float(r["score"]),
                "rank": int(r["rank"])}
         for side, key in (("h", h), ("t", t)):

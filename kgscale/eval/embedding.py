@@ -54,6 +54,22 @@ def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role:
     return out
 
 
+def completion_views(tokenizer, kind: str, cfg: "EmbedConfig", ent_texts: list[str], rel_texts: list[str],
+                     entity, relation, inverse) -> tuple[list[str], list[str]]:
+    """The views KG completion embeds, the same ones training embeds: every
+    entity's view (cut to ``cfg.max_entity_tokens``) and each (entity,
+    relation, direction) query's view (the entity cut so the relation fits).
+    ``kgscale eval kgc`` and ``kgscale predict`` both use these."""
+    from kgscale.models.tokenize import query_view_texts, truncate_texts
+
+    append_eos = kind == "causal" and cfg.pooling in ("auto", "last")
+    ent_views = ent_texts if cfg.max_entity_tokens is None else truncate_texts(
+        tokenizer, [t or " " for t in ent_texts], cfg.max_entity_tokens)
+    queries = query_view_texts(tokenizer, [ent_texts[e] for e in entity], [rel_texts[r] for r in relation],
+                               [bool(x) for x in inverse], cfg.max_entity_tokens, cfg.max_length, append_eos)
+    return list(ent_views), queries
+
+
 def _cache_key(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str) -> str | None:
     """The cache key, or None when the weights have no stable identity here
     (a hub id, a tiny model built on the fly)."""

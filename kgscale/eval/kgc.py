@@ -33,13 +33,12 @@ from pydantic import Field
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.examples import sample_queries, top_candidates
-from kgscale.eval.embedding import EmbedConfig, embed_texts
+from kgscale.eval.embedding import EmbedConfig, completion_views, embed_texts
 from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
 from kgscale.models.inference import load_inference_tokenizer
-from kgscale.models.tokenize import query_view_texts, truncate_texts
 from kgscale.models.towers import key_tower_dir
 from kgscale.output import Timer, atomic_dir, write_manifest
 
@@ -102,9 +101,6 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         rel_keys = snap.relations["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
         tokenizer = load_inference_tokenizer(model)
-        append_eos = kind == "causal" and embed.pooling in ("auto", "last")
-        ent_views = ent_texts if embed.max_entity_tokens is None else truncate_texts(
-            tokenizer, [t or " " for t in ent_texts], embed.max_entity_tokens)
     skipped = []
     ok = has_text[head] & has_text[tail]
     for i in np.flatnonzero(~ok):
@@ -128,9 +124,8 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     # the same (entity, relation, direction) asked twice is embedded once
     uniq, first, q_slot = np.unique(query_keys(q_entity, q_rel, q_inv, snap.num_relations),
                                     return_index=True, return_inverse=True)
-    # the views training embeds: the entity cut so the relation always fits
-    uniq_texts = query_view_texts(tokenizer, [ent_texts[q_entity[i]] for i in first], [rel_texts[q_rel[i]] for i in first],
-                                  [bool(q_inv[i]) for i in first], embed.max_entity_tokens, embed.max_length, append_eos)
+    ent_views, uniq_texts = completion_views(tokenizer, kind, embed, ent_texts, rel_texts, q_entity[first],
+                                             q_rel[first], q_inv[first])
 
     candidates = np.flatnonzero(has_text)
     row_of = np.full(snap.num_entities, -1, np.int64)
@@ -147,13 +142,11 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         filters = QueryFilters(start=start, stop=stop, answers=row_of[index.answers])
     with timer("rank"):
         device = None if rank.device == "auto" else rank.device
-        progress = bool(ray_cfg.progress_bars) if ray_cfg is not None else True
-        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device,
-                               progress=progress)
+        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device)
         ranks_x = None
         if cfg.also_excluding_query_entity:
             ranks_x = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters.with_extra(row_of[q_entity]),
-                                     chunk_mb=rank.chunk_mb, device=device, progress=progress)
+                                     chunk_mb=rank.chunk_mb, device=device)
 
     picks = sample_queries(m, cfg.examples)
     examples = [{

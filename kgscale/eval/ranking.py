@@ -112,7 +112,6 @@ def filtered_ranks(
     chunk_mb: float = 256.0,
     chunk_rows: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = False,
 ) -> np.ndarray:
     """Filtered expected ranks (float64 [n], 1 is best; x.5 only from ties).
 
@@ -142,16 +141,11 @@ def filtered_ranks(
     buf = torch.empty((min(rows_per_chunk, max(n, 1)), num), dtype=torch.float32, device=device)
     ranks = np.empty(n, dtype=np.float64)
     et = e.T
-    chunks = range(0, n, rows_per_chunk)
-    if progress:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc="ranking", unit="chunk")
     from kgscale.console import Ticker
 
     ticker = Ticker(f"ranking against {num:,} candidates", n, "queries")  # a line only when it takes a while
     with torch.inference_mode():
-        for lo in chunks:
+        for lo in range(0, n, rows_per_chunk):
             ticker.update(lo)
             hi = min(lo + rows_per_chunk, n)
             b = hi - lo
