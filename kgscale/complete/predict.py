@@ -214,8 +214,14 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
         r = rejects[0]
         raise EvalInputError(f"query rejected: {r['reason']}: {json.dumps({k: v for k, v in r.items() if k != 'reason'})}")
     if len(entity) == 0:
-        raise EvalInputError(f"no query to answer ({len(rejects)} rejected"
-                             f"{': ' + rejects[0]['reason'] if rejects else ''})")
+        first = ""
+        if rejects:
+            r = rejects[0]
+            first = f"; the first: {r['reason']} {json.dumps({k: v for k, v in r.items() if k != 'reason'})}"
+            if r["reason"] == "unknown relation":
+                shown = ", ".join(rel_keys[:20]) + (" ..." if len(rel_keys) > 20 else "")
+                first += f" (relations are: {shown})"
+        raise EvalInputError(f"no query to answer: {len(rejects)} rejected{first}")
     candidates = np.flatnonzero(has_text)
     views, q_texts = completion_views(load_inference_tokenizer(model), kind, embed, ent_texts, rel_texts, entity, rel, inv)
     ensure_ray(ray_cfg)
