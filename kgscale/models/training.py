@@ -22,7 +22,9 @@ class LoraSettings(StrictModel):
     enabled: bool = True
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # peft's own default: on a CPU the masks cost a third of a SmolLM2 LoRA step
+    # (torch's bernoulli_), and KALE's no-grad rationale view would be noised
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # module names (suffixes) to adapt; None: the objective's default (KaLM:
     # the MLP projections gate_proj, up_proj, down_proj)
     target_modules: list[str] | None = None
@@ -47,6 +49,11 @@ class ModelSettings(BackboneConfig):
     # on 25-token queries, bf16, 2 threads: a step 206 ms against 286 ms, the
     # SDPA backward being the difference, measured in one process here)
     attention: Literal["auto", "eager", "sdpa"] = "auto"
+    # the dropout probability of every dropout layer of the backbone while
+    # training (attention's included; LoRA's is lora.dropout); None keeps the
+    # checkpoint's. On a CPU dropout's random masks are costly: MiniLM's 0.1
+    # takes a fifth of a KaLM step here (torch's bernoulli_), and 0 draws none
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
 
 
 def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "bf16"]:
@@ -152,6 +159,8 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
         # views are mean-pooled: BERT's [CLS] pooler gets no gradient, and an
         # optimiser should not carry state for it
         model.pooler.requires_grad_(False)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
     if cfg.gradient_checkpointing:
         # non-reentrant checkpointing works with frozen inputs (LoRA) and ZeRO-3
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -175,6 +184,18 @@ def load_for_training(cfg: ModelSettings, *, tokenizer=None, default_targets: li
         model = get_peft_model(model, lcfg)
     model.train()
     return model
+
+
+def set_dropout(model, p: float) -> int:
+    """Every ``nn.Dropout`` of ``model`` drops with probability ``p`` (transformers'
+    attention reads its module's ``p`` too); the number of layers changed.
+    The saved config keeps the checkpoint's own values."""
+    from torch import nn
+
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for m in layers:
+        m.p = p
+    return len(layers)
 
 
 def unwrap_peft(model):
