@@ -162,6 +162,12 @@ class KaLMContrastiveSettings(StrictModel):
     # re-embed the whole bank every N optimiser steps (0: never; a frozen key
     # tower's bank is exact and never needs it)
     bank_refresh_every: int = Field(0, ge=0)
+    # the precision of the query-bank matmul (every query against every entity,
+    # forward and back): bf16 runs it 3.6x faster on a CPU with bf16 matrix
+    # units (32 x 40,943 x 384 here: 4.7 ms against 17 ms). Each negative's
+    # cosine then carries bf16 rounding (about 0.002 at cosine 0.5); the
+    # positive's is recomputed exactly in fp32
+    bank_precision: Literal["fp32", "bf16"] = "fp32"
     # also the t -> hr direction (each key against the batch's queries), as
     # KaLM averages both; with a bank the hr -> t direction already ranks
     # against every entity and the in-batch t -> hr term mostly halves its weight
@@ -233,8 +239,8 @@ class KaLMContrastive(Objective):
     def __init__(self, margin: float = 0.02, temperature: float = 0.05, learn_temperature: bool = True,
                  gather_negatives: bool = False, known_pairs: torch.Tensor | None = None,
                  num_answers: int | None = None, key_tower: str = "shared", self_negatives: str = "none",
-                 entity_bank: bool = False, bank_refresh_every: int = 0, both_directions: bool = True,
-                 kind: str = "causal") -> None:
+                 entity_bank: bool = False, bank_refresh_every: int = 0, bank_precision: str = "fp32",
+                 both_directions: bool = True, kind: str = "causal") -> None:
         super().__init__()
         if known_pairs is not None and num_answers is None:
             raise ValueError("known_pairs are keys query * num_answers + answer: num_answers is required with them")
@@ -244,6 +250,7 @@ class KaLMContrastive(Objective):
         self.gather_negatives = gather_negatives
         self.key_tower, self.self_negatives, self.entity_bank = key_tower, self_negatives, entity_bank
         self.bank_refresh_every = bank_refresh_every
+        self.bank_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[bank_precision]
         self.both_directions = both_directions
         self.kind = kind
         self.pooling = "last" if kind == "causal" else "mean"
@@ -261,6 +268,7 @@ class KaLMContrastive(Objective):
         # 0 before every forward pass, and the bank is the same on every rank.
         self.bank: torch.Tensor | None = None
         self.bank_valid: torch.Tensor | None = None
+        self.bank_lowp: torch.Tensor | None = None  # the bank in bank_dtype, when that is not fp32
         settings = KaLMContrastiveSettings(key_tower=key_tower, self_negatives=self_negatives, entity_bank=entity_bank,
                                            bank_refresh_every=bank_refresh_every)
         self.batch_keys = self._keys(settings.views())
@@ -276,6 +284,19 @@ class KaLMContrastive(Objective):
             raise ValueError(f"a bank of {embeddings.shape[0]} rows for {self.num_answers} entities")
         self.bank = embeddings.float().contiguous()
         self.bank_valid = valid.bool()
+        self.bank_lowp = None if self.bank_dtype == torch.float32 else self.bank.to(self.bank_dtype)
+
+    def bank_sims(self, q: torch.Tensor, answer_id: torch.Tensor | None) -> torch.Tensor:
+        """[B, N] cosines of the queries with every bank row, in fp32 or through
+        the ``bank_precision`` matmul; ``answer_id`` (each query's positive
+        in the bank) gets its exact fp32 cosine either way."""
+        if self.bank_lowp is None:
+            return q @ self.bank.T
+        sims = (q.to(self.bank_dtype) @ self.bank_lowp.T).float()
+        if answer_id is None:
+            return sims
+        rows = torch.arange(q.shape[0], device=q.device)
+        return sims.index_put((rows, answer_id), (q * self.bank[answer_id]).sum(-1))
 
     def inv_temperature(self) -> torch.Tensor:
         """1/tau as a 0-d tensor."""
@@ -342,7 +363,7 @@ class KaLMContrastive(Objective):
         if use_bank:
             width = fresh.numel() if fresh is not None else 0
             target_col = None if k is not None else answer_id
-            sims.append(q.float() @ self.bank.T)
+            sims.append(self.bank_sims(q, target_col))
             ex.append(self._bank_exclusions(query_id, target_col, qid_all, aid_all, aid_all if k is not None else None))
             targets = rows + offset if k is not None else answer_id + width
         elif k is None:
@@ -365,6 +386,8 @@ class KaLMContrastive(Objective):
         with torch.no_grad():
             if use_bank and k is not None and self.key_tower != "frozen":
                 self.bank[aid_all] = k_all.detach().float()  # fresher than the cached copies
+                if self.bank_lowp is not None:
+                    self.bank_lowp[aid_all] = k_all.detach().to(self.bank_dtype)
             # top-1 among the candidates as ranking would score them: plain cosine, no margin
             top = sims.masked_fill(ex, float("-inf")).argmax(dim=1)
             acc = (top == targets).float().mean()

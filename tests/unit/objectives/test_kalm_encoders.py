@@ -189,6 +189,35 @@ class TestKaLMContrastiveFrozenBank(ObjectiveContract):
         assert float(objective(model, batch).metrics["candidates"]) == NUM_ANSWERS
 
 
+def test_bank_in_bf16_keeps_the_positive_exact():
+    """``bank_precision: bf16``: every negative's cosine through the bf16 matmul
+    (within bf16's rounding of the fp32 one), the positive's exactly fp32's."""
+    gen = torch.Generator().manual_seed(3)
+    bank = torch.nn.functional.normalize(torch.randn(50, 16, generator=gen), dim=-1)
+    q = torch.nn.functional.normalize(torch.randn(4, 16, generator=gen), dim=-1)
+    answers = torch.tensor([5, 0, 49, 5])
+    exact = KaLMContrastive(num_answers=50, kind="encoder", key_tower="frozen", entity_bank=True)
+    low = KaLMContrastive(num_answers=50, kind="encoder", key_tower="frozen", entity_bank=True, bank_precision="bf16")
+    for obj in (exact, low):
+        obj.set_bank(bank, torch.ones(50, dtype=torch.bool))
+    assert low.bank_lowp.dtype == torch.bfloat16 and exact.bank_lowp is None
+    want = (q.double() @ bank.double().T)
+    got = low.bank_sims(q, answers)
+    rows = torch.arange(4)
+    assert torch.equal(got[rows, answers], (q * bank[answers]).sum(-1))  # the positive: fp32
+    err = (got.double() - want).abs()
+    assert float(err.max()) < 2 ** -7  # bf16's rounding of inputs and output
+    assert float(err.max()) > 1e-6  # the negatives did go through bf16
+    assert torch.allclose(exact.bank_sims(q, answers).double(), want, atol=1e-6)
+    # the loss through it: close to fp32's, and the gradient reaches the queries
+    qg = q.clone().requires_grad_(True)
+    loss_low, _ = low.contrastive(qg, None, torch.tensor([1, 2, 3, 4]), answers, torch.tensor([7, 8, 9, 10]))
+    loss_exact, _ = exact.contrastive(q, None, torch.tensor([1, 2, 3, 4]), answers, torch.tensor([7, 8, 9, 10]))
+    assert math.isclose(float(loss_low), float(loss_exact), rel_tol=2e-3)
+    loss_low.backward()
+    assert qg.grad is not None and bool(torch.isfinite(qg.grad).all()) and float(qg.grad.abs().sum()) > 0
+
+
 def test_known_answers_spans():
     keys = torch.tensor(sorted([10 * 100 + 5, 10 * 100 + 7, 12 * 100 + 1])).long()
     rows, cols = known_answers(torch.tensor([12, 11, 10]), keys, 100)
