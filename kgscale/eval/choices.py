@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kgscale.models.tokenize import token_ids
+
 PROMPT = "Question: {question}\nAnswer:"
 CONTEXT = "{rationale}\n"
 
@@ -149,6 +151,93 @@ def continuation_logprobs(model, tokenizer, contexts: list[str], continuations: 
     return sums, n_cont
 
 
+@torch.inference_mode()
+def choice_logprobs(model, tokenizer, contexts: list[str], choices: list[list[str]], *,
+                    max_length: int = 512, micro_batch: int = 16, device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`continuation_logprobs` for each context and every one of its
+    choices, with the context run once: its keys and values (the KV cache)
+    are shared by its choices, so a question with 5 one-word choices costs
+    one pass over its prompt instead of five. Per context (sums, token counts).
+
+    A micro-batch holds contexts until their choices reach ``micro_batch``
+    rows (at least one context), right-padded; each choice's positions
+    continue its own context's (``position_ids``), so padding changes nothing.
+    A context that with one of its choices exceeds ``max_length`` goes through
+    :func:`continuation_logprobs`, which cuts the context from the left."""
+    fallback = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback
+    ctx_ids = [tokenizer(c, add_special_tokens=True)["input_ids"] or [fallback] for c in contexts]
+    cont_ids = [[x[: max_length - 1] for x in token_ids(tokenizer, ch)] for ch in choices]
+    out: list = [None] * len(contexts)
+    long_rows = [i for i in range(len(contexts))
+                 if cont_ids[i] and len(ctx_ids[i]) + max(len(k) for k in cont_ids[i]) > max_length]
+    for i in long_rows:
+        out[i] = continuation_logprobs(model, tokenizer, [contexts[i]] * len(choices[i]), choices[i],
+                                       max_length=max_length, micro_batch=micro_batch, device=device)
+    backbone = getattr(model, model.base_model_prefix, model)
+    head = model.get_output_embeddings()
+    skip = set(long_rows)
+    order = [i for i in np.argsort([len(c) for c in ctx_ids], kind="stable").tolist() if i not in skip]
+    lo = 0
+    while lo < len(order):
+        hi, rows = lo, 0
+        while hi < len(order) and (hi == lo or rows + len(cont_ids[order[hi]]) <= micro_batch):
+            rows += len(cont_ids[order[hi]])
+            hi += 1
+        group, lo = order[lo:hi], hi
+        _score_group(backbone, head, [ctx_ids[i] for i in group], [cont_ids[i] for i in group], pad, device,
+                     out, group)
+    return out
+
+
+def _score_group(backbone, head, ctxs: list[list[int]], conts: list[list[list[int]]], pad: int, device: str,
+                 out: list, where: list[int]) -> None:
+    """One micro-batch of :func:`choice_logprobs`: the contexts in one pass
+    with their cache kept, then every choice of every context in a second."""
+    from transformers import DynamicCache
+
+    b, width = len(ctxs), max(len(c) for c in ctxs)
+    ids = torch.full((b, width), pad, dtype=torch.long)
+    mask = torch.zeros((b, width), dtype=torch.long)
+    for r, c in enumerate(ctxs):
+        ids[r, : len(c)] = torch.tensor(c)
+        mask[r, : len(c)] = 1
+    cache = DynamicCache()
+    res = backbone(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True)
+    last = res.last_hidden_state[torch.arange(b), torch.tensor([len(c) - 1 for c in ctxs]).to(device)]  # [b, H]
+    owner = [r for r, ks in enumerate(conts) for _ in ks]
+    flat = [k for ks in conts for k in ks]
+    if not flat:
+        for i in where:
+            out[i] = (np.zeros(0), np.zeros(0, dtype=np.int64))
+        return
+    kw = max(1, max(len(k) for k in flat))
+    n = len(flat)
+    k_ids = torch.full((n, kw), pad, dtype=torch.long)
+    k_mask = torch.zeros((n, kw), dtype=torch.long)
+    for j, k in enumerate(flat):
+        k_ids[j, : len(k)] = torch.tensor(k, dtype=torch.long)
+        k_mask[j, : len(k)] = 1
+    own = torch.tensor(owner)
+    cache.batch_select_indices(own.to(device))
+    pos = torch.tensor([len(ctxs[r]) for r in owner])[:, None] + torch.arange(kw)[None, :]
+    hidden = backbone(input_ids=k_ids.to(device), attention_mask=torch.cat([mask[own], k_mask], 1).to(device),
+                      position_ids=pos.to(device), past_key_values=cache, use_cache=True).last_hidden_state
+    # token t of a choice is predicted from the state before it: the context's
+    # last for t = 0, the choice's own at t - 1 after that
+    states = torch.cat([last[own.to(device)][:, None], hidden[:, :-1]], 1)  # [n, kw, H]
+    sel = k_mask.bool().to(device)
+    lp = torch.log_softmax(head(states[sel]).float(), dim=-1).gather(1, k_ids.to(device)[sel][:, None])[:, 0]
+    row_of = torch.arange(n)[:, None].expand(n, kw)[k_mask.bool()]
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, row_of, lp.double().cpu()).numpy()
+    counts = k_mask.sum(1).numpy().astype(np.int64)
+    j = 0
+    for r, i in enumerate(where):
+        m = len(conts[r])
+        out[i] = (sums[j:j + m], counts[j:j + m])
+        j += m
+
+
 class ChoiceScorer:
     """Ray Data callable class: rows with ``context`` (the prompt) and
     ``choices`` (list of strings) -> adds ``logprob`` and ``ntokens`` (lists,
@@ -175,15 +264,10 @@ class ChoiceScorer:
 
         contexts = batch.column("context").to_pylist()
         choices = batch.column("choices").to_pylist()
-        flat_ctx = [c for c, ch in zip(contexts, choices) for _ in ch]
-        flat_cont = [" " + x for ch in choices for x in ch]
-        sums, counts = continuation_logprobs(self.model, self.tokenizer, flat_ctx, flat_cont,
-                                             max_length=self.max_length, micro_batch=self.micro_batch, device=self.device)
-        lp, nt, k = [], [], 0
-        for ch in choices:
-            lp.append(sums[k:k + len(ch)].tolist())
-            nt.append(counts[k:k + len(ch)].tolist())
-            k += len(ch)
+        scored = choice_logprobs(self.model, self.tokenizer, contexts, [[" " + x for x in ch] for ch in choices],
+                                 max_length=self.max_length, micro_batch=self.micro_batch, device=self.device)
+        lp = [s.tolist() for s, _ in scored]
+        nt = [c.tolist() for _, c in scored]
         return batch.append_column("logprob", pa.array(lp, pa.list_(pa.float64()))).append_column(
             "ntokens", pa.array(nt, pa.list_(pa.int64())))
 

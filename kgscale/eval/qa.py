@@ -56,7 +56,8 @@ class QAConfig(PoolConfig):
     limit: int | None = None
     # tokens of context + choice; longer contexts lose tokens from the left
     max_length: int = 512
-    # questions per Ray Data batch, sequences per forward pass
+    # questions per Ray Data batch; choices per forward pass (their contexts
+    # in one pass before them, each context's KV cache shared by its choices)
     batch_size: int = 32
     micro_batch: int = 16
     # new tokens generated per KGQA answer (a key with "token" in it would read as a secret)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgscale.eval.choices import build_prompt, continuation_logprobs, predictions, read_mc_jsonl
+from kgscale.eval.choices import build_prompt, choice_logprobs, continuation_logprobs, predictions, read_mc_jsonl
 from kgscale.eval.kgqa import first_answer, normalize, read_questions, score
 from kgscale.kg.rejects import RejectLog
 from kgscale.models.backbone import BackboneConfig
@@ -26,6 +26,24 @@ def test_continuation_logprobs_equal_full_forward():
             lp = torch.log_softmax(model(input_ids=torch.tensor([c + k])).logits[0].float(), -1)
         assert n == len(k)
         assert s == pytest.approx(sum(lp[len(c) + j - 1, k[j]].item() for j in range(len(k))), abs=1e-4)
+
+
+def test_choices_sharing_their_context_score_as_each_pair_alone():
+    """The context's KV cache shared by its choices gives each choice the
+    log-probability a pass over context + choice gives: contexts of different
+    lengths in one micro-batch (right-padded), 1-5 choices of 1-9 tokens,
+    micro-batches split mid-way, and an overlong context cut from the left."""
+    tok, model, _ = load_for_inference(BackboneConfig(model="tiny-llama"))
+    contexts = ["Question: where do dogs live?\nAnswer:", "Question: x\nAnswer:", "Q",
+                "Question: " + "very " * 30 + "long?\nAnswer:"]
+    choices = [[" in a kennel", " outside", " with people who love them very much", " zoo", " house"],
+               [" y"], [" a", " b c"], [" no", " yes"]]
+    for micro_batch, max_length in ((16, 512), (3, 512), (1, 512), (16, 24)):
+        got = choice_logprobs(model, tok, contexts, choices, micro_batch=micro_batch, max_length=max_length)
+        for ctx, ch, (sums, counts) in zip(contexts, choices, got):
+            want_s, want_n = continuation_logprobs(model, tok, [ctx] * len(ch), ch, max_length=max_length)
+            assert counts.tolist() == want_n.tolist()
+            assert sums == pytest.approx(want_s, abs=1e-4), (micro_batch, max_length, ctx)
 
 
 def test_long_context_is_cut_from_the_left():
