@@ -13,4 +13,4 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
 fi
 cd "$root"
 export HF_HUB_OFFLINE=1 RAY_DEDUP_LOGS=0
-exec "${KGSCALE_VENV:-$root/.venv}/bin/python" -m pytest --timeout 300 -q -p no:cacheprovider "$@"
+exec "${KGSCALE_VENV:-$root/.venv}/bin/python" -m pytest --timeout 300 -q -p no:cacheprovider --durations=15 "$@"
