@@ -152,27 +152,36 @@ def filtered_ranks(
             s = buf[:b]
             torch.mm(q[lo:hi], et, out=s)
             tgt = torch.as_tensor(targets[lo:hi], device=device)
-            ar = torch.arange(b, device=device)
-            true = s[ar, tgt].clone()
-            on_cpu = device.type == "cpu"
-            if on_cpu:
-                g = torch.from_numpy(_greater_minus_less(s.numpy(), true.numpy()).astype(np.float64))
-            else:
-                s.sub_(true[:, None]).sign_()  # s now holds sign(s_j - s_true)
-                g = s.sum(dim=1, dtype=sum_dtype).double()
+            true = s[torch.arange(b, device=device), tgt].clone()
             rows, cols = filters.pairs(lo, hi)
             keep = (cols >= 0) & (cols != targets[lo:hi][rows])
             rows, cols = rows[keep], cols[keep]
             kept = np.bincount(rows, minlength=b)
-            if len(rows):
-                r = torch.as_tensor(rows, device=device)
-                picked = s[r, torch.as_tensor(cols, device=device)]
-                signs = (torch.sign(picked - true[r]) if on_cpu else picked).double()
-                g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
+            g = sign_sums(s, true, rows, cols, sum_dtype)
             unfiltered = torch.as_tensor(num - kept, dtype=torch.float64, device=device)
             ranks[lo:hi] = ((unfiltered + 1 + g) / 2).cpu().numpy()
     ticker.done()
     return ranks
+
+
+def sign_sums(scores: torch.Tensor, true: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+              sum_dtype=torch.float32) -> torch.Tensor:
+    """float64 [b]: sum over the columns j of ``scores`` [b, N] of sign(scores[i, j] - true[i]),
+    less the terms of the filtered entries (``rows[k]``, ``cols[k]``). On a
+    GPU ``scores`` is overwritten (with the signs)."""
+    b, device = scores.shape[0], scores.device
+    on_cpu = device.type == "cpu"
+    if on_cpu:
+        g = torch.from_numpy(_greater_minus_less(scores.numpy(), true.numpy()).astype(np.float64))
+    else:
+        scores.sub_(true[:, None]).sign_()  # scores now holds sign(s_j - s_true)
+        g = scores.sum(dim=1, dtype=sum_dtype).double()
+    if len(rows):
+        r = torch.as_tensor(rows, device=device)
+        picked = scores[r, torch.as_tensor(cols, device=device)]
+        signs = (torch.sign(picked - true[r]) if on_cpu else picked).double()
+        g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
+    return g
 
 
 def _greater_minus_less(scores: np.ndarray, true: np.ndarray) -> np.ndarray:
