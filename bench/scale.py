@@ -24,7 +24,9 @@ At ``--triples N`` (default 1M; entities N / 4.5 as in Wikidata5M):
    queries/s, peak RSS per actor, and the fraction of GEMM throughput: the
    ranking's 2 n M d flops per second over the rate of a plain ``torch.mm``
    of the same [rows, d] x [d, columns] shape (columns capped at 2^18),
-   timed in this process beside it, on as many threads as all the actors have.
+   timed in this process right after, on one actor's threads, times the
+   cores the actors had between them (their CPU affinity: under
+   ``taskset -c 1`` both actors share one core).
 
 Each step runs in its own process (its own Ray), so its memory is its own.
 ``--rss-limit-gb`` stops a step whose process tree grows past it (recorded,
@@ -217,9 +219,9 @@ def unit_rows(seed: int, dim: int):
         out = np.empty((hi - lo, dim), dtype=np.float32)
         for b0 in range(lo - lo % block, hi, block):
             x = np.random.default_rng([seed, b0]).standard_normal((block, dim), dtype=np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)  # per block: no shard-sized temporary
             a, b = max(lo, b0), min(hi, b0 + block)
             out[a - lo: b - lo] = x[a - b0: b - b0]
-        out /= np.linalg.norm(out, axis=1, keepdims=True)
         return out
 
     return rows
@@ -264,11 +266,14 @@ def step_rank(args, num: int) -> dict:
         mem = ranker.memory()
         rows = ranker.rows_per_chunk
         ranker.close()
-    gemm = gemm_flops_per_s(min(rows, args.queries), args.dim, min(num // args.shards, 1 << 18),
-                            args.shards * args.actor_cpus)
+    # the actors' GEMM, one actor's threads, times the cores they had between
+    # them (under `taskset -c 1` two actors share one core)
+    threads = max(1, int(args.actor_cpus))
+    cores = min(args.shards * threads, len(os.sched_getaffinity(0)))
+    gemm = cores * gemm_flops_per_s(min(rows, args.queries), args.dim, min(num // args.shards, 1 << 18), threads)
     flops = 2 * args.queries * num * args.dim / rank_s
     return {"entities": num, "dim": args.dim, "queries": args.queries, "shards": args.shards,
-            "actor_cpus": args.actor_cpus, "rows_per_chunk": rows, "load_s": round(load_s, 1),
+            "actor_cpus": args.actor_cpus, "cores": cores, "rows_per_chunk": rows, "load_s": round(load_s, 1),
             "seconds": round(rank_s, 2), "queries_per_s": round(args.queries / rank_s, 2),
             "gflops": round(flops / 1e9, 1), "gemm_gflops": round(gemm / 1e9, 1),
             "fraction_of_gemm": round(flops / gemm, 3), "median_rank": float(np.median(ranks)),
