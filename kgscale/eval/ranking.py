@@ -98,6 +98,13 @@ def chunk_rows_for(num_candidates: int, chunk_mb: float) -> int:
     return max(1, int(chunk_mb * (1 << 20) // (4 * max(num_candidates, 1))))
 
 
+def all_finite(t: torch.Tensor, block_rows: int = 1 << 14) -> bool:
+    """No NaN or inf in ``t``, checked a block of rows at a time: torch's
+    isfinite makes a float temporary (its abs) and two masks of the whole
+    tensor, twice its size again for a 5 GB candidate matrix."""
+    return all(bool(torch.isfinite(t[i:i + block_rows]).all()) for i in range(0, t.shape[0], block_rows))
+
+
 def _as_tensor(x, device) -> torch.Tensor:
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     return t.to(device=device, dtype=torch.float32).contiguous()
@@ -131,7 +138,7 @@ def filtered_ranks(
     if n and (targets.min() < 0 or targets.max() >= num):
         raise ValueError(f"target rows must lie in [0, {num})")
     for name, t in (("queries", q), ("candidates", e)):
-        if not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise ValueError(f"non-finite values (NaN or inf) in the {name}' embeddings")
     filters = filters if filters is not None else QueryFilters.none(n)
     if len(filters) != n:

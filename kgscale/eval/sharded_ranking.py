@@ -34,7 +34,7 @@ import os
 import numpy as np
 import ray
 
-from kgscale.eval.ranking import QueryFilters, chunk_rows_for
+from kgscale.eval.ranking import QueryFilters, all_finite, chunk_rows_for
 
 
 def shard_bounds(num_candidates: int, num_shards: int) -> list[tuple[int, int]]:
@@ -84,7 +84,7 @@ class CandidateShard:
         e = torch.as_tensor(np.asarray(e, dtype=np.float32)).to(self.device)
         if e.ndim != 2 or e.shape[0] != hi - lo:
             raise ValueError(f"shard [{lo}, {hi}) got rows of shape {tuple(e.shape)}")
-        if not bool(torch.isfinite(e).all()):
+        if not all_finite(e):
             raise ValueError(f"non-finite values (NaN or inf) in the candidates' embeddings, rows [{lo}, {hi})")
         self.et = e.T
         self.queries = None
