@@ -29,8 +29,9 @@ At ``--triples N`` (default 1M; entities N / 4.5 as in Wikidata5M):
    ``taskset -c 1`` both actors share one core).
 
 Each step runs in its own process (its own Ray), so its memory is its own.
-``--rss-limit-gb`` stops a step whose process tree grows past it (recorded,
-not hidden). ``--read-scaling`` instead measures the ingest read (Ray Data
+``--rss-limit-gb`` stops a step one of whose processes grows past it (recorded,
+not hidden), and so does one that leaves the machine under 3 GiB available.
+``--read-scaling`` instead measures the ingest read (Ray Data
 read tasks over the N-Triples, as ``bench/ntriples_ingest.py`` does) on a Ray
 of 1, then 2 CPUs: run it without CPU pinning. Prints a table and one JSON
 line; ``--append FILE`` adds the JSON line to FILE, and ``--plot FILE --png
@@ -62,35 +63,47 @@ GIB = 1 << 30
 # ---- measuring ------------------------------------------------------------
 
 class TreeRSS:
-    """Peak RSS of this process, and of it plus every descendant, sampled in a
-    thread; ``limit_bytes`` ends the process when the tree passes it."""
+    """Peak RSS of this process plus every descendant (summed), and of the
+    largest one, sampled in a thread. The step is ended when one process
+    passes ``limit_bytes`` or the machine's available memory falls under
+    ``min_available_bytes`` (the machine is shared)."""
 
-    def __init__(self, interval: float = 0.2, limit_bytes: int | None = None) -> None:
+    def __init__(self, interval: float = 0.2, limit_bytes: int | None = None,
+                 min_available_bytes: int = 3 * GIB) -> None:
         import psutil
 
         self.proc = psutil.Process()
-        self.interval, self.limit = interval, limit_bytes
-        self.peak_tree = 0
+        self.interval, self.limit, self.min_available = interval, limit_bytes, min_available_bytes
+        self.peak_tree = self.peak_process = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> None:
         import psutil
 
-        total = 0
+        sizes = []
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                sizes.append(p.memory_info().rss)
             except psutil.Error:
                 pass
-        return total
+        self.peak_tree = max(self.peak_tree, sum(sizes))
+        self.peak_process = max([self.peak_process, *sizes])
 
     def _run(self) -> None:
+        import psutil
+
         while not self._stop.is_set():
-            self.peak_tree = max(self.peak_tree, self._sample())
-            if self.limit and self.peak_tree > self.limit:
-                print(json.dumps({"stopped": f"process tree RSS {self.peak_tree / GIB:.1f} GiB over the limit "
-                                             f"{self.limit / GIB:.1f} GiB"}), flush=True)
+            self._sample()
+            available = psutil.virtual_memory().available
+            why = None
+            if self.limit and self.peak_process > self.limit:
+                why = f"a process reached {self.peak_process / GIB:.1f} GiB RSS (limit {self.limit / GIB:.1f})"
+            elif available < self.min_available:
+                why = f"the machine had {available / GIB:.1f} GiB available (under {self.min_available / GIB:.1f})"
+            if why:
+                print(json.dumps({"stopped": why, "tree_peak_rss_bytes": self.peak_tree,
+                                  "process_peak_rss_bytes": self.peak_process}), flush=True)
                 os._exit(3)
             self._stop.wait(self.interval)
 
@@ -101,7 +114,7 @@ class TreeRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._t.join()
-        self.peak_tree = max(self.peak_tree, self._sample())
+        self._sample()
 
 
 def driver_peak_rss() -> int:
@@ -157,7 +170,8 @@ def step_ingest(args) -> dict:
     n = m["counts"]["triples_total"]
     return {"seconds": round(wall, 1), "triples": n, "entities": m["counts"]["entities"],
             "us_per_triple": round(wall / n * 1e6, 2), "driver_peak_rss_bytes": driver_peak_rss(),
-            "tree_peak_rss_bytes": rss.peak_tree, "driver_rss_bytes_per_triple": round(driver_peak_rss() / n, 1),
+            "tree_peak_rss_bytes": rss.peak_tree, "process_peak_rss_bytes": rss.peak_process,
+            "driver_rss_bytes_per_triple": round(driver_peak_rss() / n, 1),
             "timings_s": {k: round(v, 1) for k, v in m["timings_s"].items()}, "rejected": m["rejected"]["total"]}
 
 
@@ -421,7 +435,7 @@ def main() -> int:
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--actor-cpus", type=float, default=1)
     ap.add_argument("--chunk-mb", type=float, default=256.0, help="score buffer per actor")
-    ap.add_argument("--rss-limit-gb", type=float, default=9.5, help="stop a step whose process tree passes this")
+    ap.add_argument("--rss-limit-gb", type=float, default=9.5, help="stop a step one of whose processes passes this")
     ap.add_argument("--skip", default="", help="comma-separated steps to skip: ingest, paths, rank")
     ap.add_argument("--read-scaling", action="store_true", help="only the 1- vs 2-CPU ingest read")
     ap.add_argument("--repeats", type=int, default=3)
