@@ -380,45 +380,55 @@ def table(res: dict) -> str:
     return "\n".join(out)
 
 
-def plot(jsonl: Path, png: Path) -> None:
+def plot(jsonl: Path, png: Path, since: str = "") -> None:
+    """Cost against size: every run of the file as a point (the spread is the
+    noise of a shared machine), a line through the median of each size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = [json.loads(l) for l in jsonl.read_text().splitlines() if l.strip().startswith("{")]
-    rows = [r for r in rows if r.get("bench") == "scale" and "error" not in r.get("ingest", {"error": 1})]
-    by_size = {}
-    for r in rows:  # the latest run of each size
-        by_size[r["triples"]] = r
-    sizes = sorted(by_size)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    ing = [by_size[n]["ingest"] for n in sizes]
-    m = np.array(sizes) / 1e6
-    axes[0].plot(m, [i["us_per_triple"] for i in ing], "o-", label="ingest wall")
-    axes[0].set_ylabel("microseconds per triple")
-    axes[0].set_ylim(bottom=0)
-    ax = axes[1]
-    ax.plot(m, [i["driver_peak_rss_bytes"] / max(i["triples"], 1) for i in ing], "o-", label="driver peak RSS")
-    ax.plot(m, [i["tree_peak_rss_bytes"] / max(i["triples"], 1) for i in ing], "s--", label="process tree peak RSS")
-    ax.set_ylabel("bytes per triple")
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    ax = axes[2]
-    pp = [(n / 1e6, by_size[n]["paths"]["search_pairs_per_cpu_s"]) for n in sizes
-          if "error" not in by_size[n].get("paths", {"error": 1})]
-    if pp:
-        ax.plot(*zip(*pp), "o-", color="C2")
-    ax.set_ylabel("path mining pairs/s per core")
-    ax.set_ylim(bottom=0)
-    for a, title in zip(axes, ("ingest time per triple", "ingest memory per triple", "path mining (default caps)")):
-        a.set_xscale("log")
-        a.set_xlabel("triples (millions)")
-        a.set_title(title)
-        a.grid(alpha=0.3)
-    fig.suptitle("kgscale on synthetic KGs (bench/scale.py; 2-core machine, shared, one core per step)")
+    # runs from `since` on (ISO time; the code measured changes between runs)
+    rows = [r for r in rows if r.get("bench") == "scale" and r["triples"] >= 1_000_000 and r.get("when", "") >= since]
+    ingest = [(r["triples"], r["ingest"]) for r in rows if "error" not in r.get("ingest", {"error": 1})]
+    paths = [(r["triples"], r["paths"]) for r in rows if "error" not in r.get("paths", {"error": 1})]
+    rank = [(x["entities"], x) for r in rows for x in r.get("rank", []) if "error" not in x]
+    panels = [
+        ("ingest time per triple", "microseconds per triple", "triples",
+         [("ingest wall", [(n, i["us_per_triple"]) for n, i in ingest])]),
+        ("ingest peak memory per triple", "bytes per triple", "triples",
+         [("driver peak RSS", [(n, i["driver_peak_rss_bytes"] / n) for n, i in ingest]),
+          ("process-tree peak RSS (upper bound)", [(n, i["tree_peak_rss_bytes"] / n) for n, i in ingest])]),
+        ("path mining, default caps", "pairs/s per core", "triples",
+         [("search", [(n, p["search_pairs_per_cpu_s"]) for n, p in paths])]),
+        ("sharded exact ranking, d=256", "candidate scores/s (millions)", "entities",
+         [("queries/s x entities", [(n, x["queries_per_s"] * n / 1e6) for n, x in rank])]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(17, 4))
+    for ax, (title, ylabel, xlabel, series) in zip(axes, panels):
+        for k, (label, pts) in enumerate(series):
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.scatter(np.array(xs) / 1e6, ys, color=f"C{k}", alpha=0.6)
+            sizes = sorted(set(xs))
+            med = [statistics.median(y for x, y in pts if x == n) for n in sizes]
+            ax.plot(np.array(sizes) / 1e6, med, "-", color=f"C{k}", label=label)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v, 6) in (2, 5) else ""))
+        ax.set_xlabel(f"{xlabel} (millions)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("kgscale on synthetic KGs (bench/scale.py): one core per step on a shared 2-core machine; "
+                 "points are runs, lines their medians")
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=100)
 
 
 def main() -> int:
@@ -442,12 +452,13 @@ def main() -> int:
     ap.add_argument("--append", help="append the JSON line to this file")
     ap.add_argument("--plot", help="draw a PNG from this JSONL file (needs --png) and exit")
     ap.add_argument("--png")
+    ap.add_argument("--since", default="", help="plot only runs from this ISO time on (e.g. 2026-12-01T19:00)")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--num", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.plot:
-        plot(Path(args.plot), Path(args.png))
+        plot(Path(args.plot), Path(args.png), args.since)
         return 0
     if args.step:
         fn = {"synth": step_synth, "ingest": step_ingest, "paths": step_paths, "read_scaling": step_read_scaling,
