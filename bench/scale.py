@@ -168,7 +168,7 @@ def step_ingest(args) -> dict:
         m = run_ingest(cfg, RayConfig(num_cpus=args.ray_cpus, progress_bars=False))
         wall = time.perf_counter() - t0
     n = m["counts"]["triples_total"]
-    return {"seconds": round(wall, 1), "triples": n, "entities": m["counts"]["entities"],
+    return {"seconds": round(wall, 1), "triples": n, "entities": m["counts"]["entities"], "read_task_mb": args.read_task_mb,
             "us_per_triple": round(wall / n * 1e6, 2), "driver_peak_rss_bytes": driver_peak_rss(),
             "tree_peak_rss_bytes": rss.peak_tree, "process_peak_rss_bytes": rss.peak_process,
             "driver_rss_bytes_per_triple": round(driver_peak_rss() / n, 1),
@@ -380,7 +380,7 @@ def table(res: dict) -> str:
     return "\n".join(out)
 
 
-def plot(jsonl: Path, png: Path, since: str = "") -> None:
+def plot(jsonl: Path, png: Path, since: str = "", ingest_since: str = "") -> None:
     """Cost against size: every run of the file as a point (the spread is the
     noise of a shared machine), a line through the median of each size."""
     import matplotlib
@@ -392,7 +392,8 @@ def plot(jsonl: Path, png: Path, since: str = "") -> None:
     rows = [json.loads(l) for l in jsonl.read_text().splitlines() if l.strip().startswith("{")]
     # runs from `since` on (ISO time; the code measured changes between runs)
     rows = [r for r in rows if r.get("bench") == "scale" and r["triples"] >= 1_000_000 and r.get("when", "") >= since]
-    ingest = [(r["triples"], r["ingest"]) for r in rows if "error" not in r.get("ingest", {"error": 1})]
+    ingest = [(r["triples"], r["ingest"]) for r in rows
+              if "error" not in r.get("ingest", {"error": 1}) and r.get("when", "") >= ingest_since]
     paths = [(r["triples"], r["paths"]) for r in rows if "error" not in r.get("paths", {"error": 1})]
     rank = [(x["entities"], x) for r in rows for x in r.get("rank", []) if "error" not in x]
     panels = [
@@ -453,12 +454,13 @@ def main() -> int:
     ap.add_argument("--plot", help="draw a PNG from this JSONL file (needs --png) and exit")
     ap.add_argument("--png")
     ap.add_argument("--since", default="", help="plot only runs from this ISO time on (e.g. 2026-12-01T19:00)")
+    ap.add_argument("--ingest-since", default="", help="... and their ingest figures only from this time on")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--num", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.plot:
-        plot(Path(args.plot), Path(args.png), args.since)
+        plot(Path(args.plot), Path(args.png), args.since, args.ingest_since)
         return 0
     if args.step:
         fn = {"synth": step_synth, "ingest": step_ingest, "paths": step_paths, "read_scaling": step_read_scaling,
