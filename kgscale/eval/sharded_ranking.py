@@ -150,7 +150,7 @@ class ShardedRanker:
     against all of them.
 
     ``candidates``: the [N, d] array (each shard is put in the object store
-    once and copied into its actor), or None with ``loader`` ``(lo, hi) ->
+    once; its actor maps it from its node's store), or None with ``loader`` ``(lo, hi) ->
     rows`` and ``num_candidates``, for candidates that no single process
     should hold. ``actor_options`` go to ``ray.remote`` (e.g. ``{"num_cpus": 4}``
     or ``{"num_gpus": 1}``; default one CPU per shard, spread over the nodes).
@@ -199,11 +199,16 @@ class ShardedRanker:
             for actor, (a, b) in zip(self.actors, self.bounds)
             for m in [(cols >= a) & (cols < b)]
         ])
+        from kgscale.console import Ticker
+
+        ticker = Ticker(f"ranking against {num:,} candidates in {len(self.actors)} shards", n, "queries")
         g = np.zeros(n, dtype=np.int64)
         for lo in range(0, n, self.rows_per_chunk):
+            ticker.update(lo)
             hi = min(lo + self.rows_per_chunk, n)
             true = np.fmax.reduce(ray.get([actor.score.remote(lo, hi) for actor in self.actors]))  # NaN elsewhere
             g[lo:hi] = np.sum(ray.get([actor.count.remote(lo, hi, true) for actor in self.actors]), axis=0)
+        ticker.done()
         return (unfiltered + 1 + g) / 2
 
     def memory(self) -> list[dict]:
