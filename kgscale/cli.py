@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `kgscale --help` lists them.
-COMMANDS = ("ingest", "info", "questions", "paths", "rationales", "train", "eval", "predict", "writeback", "serve", "run", "report")
+COMMANDS = ("ingest", "synth-kg", "info", "questions", "paths", "rationales", "train", "eval", "predict", "writeback", "serve", "run", "report")
 
 
 class UserError(Exception):
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kgscale", description="Align language models with knowledge graphs on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"kgscale.commands.{name}").register(sub)
+        importlib.import_module(f"kgscale.commands.{name.replace('-', '_')}").register(sub)
     return p
 
 

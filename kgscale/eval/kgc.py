@@ -51,6 +51,14 @@ class RankConfig(StrictModel):
     chunk_mb: float = 256.0
     # auto: cuda when the driver has a GPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # rank against the candidate embeddings sharded over this many Ray actors,
+    # spread over the cluster's nodes (each holds only its shard and its
+    # score buffer; ranks identical to the single-process ranking); 0: in
+    # the driver (kgscale.eval.sharded_ranking)
+    shards: int = Field(0, ge=0)
+    # CPUs of each shard actor (its torch and numba threads); with device
+    # cuda each shard actor takes one GPU
+    shard_cpus: float = Field(1.0, gt=0)
 
 
 class KGCConfig(StrictModel):
@@ -70,6 +78,21 @@ class KGCConfig(StrictModel):
     examples: int = Field(12, ge=0, le=1000)
     strict: bool = False
     overwrite: bool = False
+
+
+def _rank(queries, candidates, targets, filters, filters_x, rank: RankConfig, device):
+    """(ranks, ranks with ``filters_x`` or None), in the driver or over shard actors."""
+    if not rank.shards:
+        def ranks_of(f):
+            return filtered_ranks(queries, candidates, targets, f, chunk_mb=rank.chunk_mb, device=device)
+        return ranks_of(filters), (ranks_of(filters_x) if filters_x is not None else None)
+    from kgscale.eval.sharded_ranking import ShardedRanker
+
+    opts = {"num_cpus": rank.shard_cpus, **({"num_gpus": 1} if device == "cuda" else {})}
+    with ShardedRanker(candidates, num_shards=min(rank.shards, len(candidates)), chunk_mb=rank.chunk_mb,
+                       actor_options=opts, device=device) as ranker:
+        return ranker.ranks(queries, targets, filters), (
+            ranker.ranks(queries, targets, filters_x) if filters_x is not None else None)
 
 
 def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
@@ -142,11 +165,9 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         filters = QueryFilters(start=start, stop=stop, answers=row_of[index.answers])
     with timer("rank"):
         device = None if rank.device == "auto" else rank.device
-        ranks = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters, chunk_mb=rank.chunk_mb, device=device)
-        ranks_x = None
-        if cfg.also_excluding_query_entity:
-            ranks_x = filtered_ranks(query_emb, cand_emb, row_of[q_target], filters.with_extra(row_of[q_entity]),
-                                     chunk_mb=rank.chunk_mb, device=device)
+        ranks, ranks_x = _rank(query_emb, cand_emb, row_of[q_target], filters,
+                               filters.with_extra(row_of[q_entity]) if cfg.also_excluding_query_entity else None,
+                               rank, device)
 
     picks = sample_queries(m, cfg.examples)
     examples = [{

@@ -98,6 +98,13 @@ def chunk_rows_for(num_candidates: int, chunk_mb: float) -> int:
     return max(1, int(chunk_mb * (1 << 20) // (4 * max(num_candidates, 1))))
 
 
+def all_finite(t: torch.Tensor, block_rows: int = 1 << 14) -> bool:
+    """No NaN or inf in ``t``, checked a block of rows at a time: torch's
+    isfinite makes a float temporary (its abs) and two masks of the whole
+    tensor, twice its size again for a 5 GB candidate matrix."""
+    return all(bool(torch.isfinite(t[i:i + block_rows]).all()) for i in range(0, t.shape[0], block_rows))
+
+
 def _as_tensor(x, device) -> torch.Tensor:
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     return t.to(device=device, dtype=torch.float32).contiguous()
@@ -131,7 +138,7 @@ def filtered_ranks(
     if n and (targets.min() < 0 or targets.max() >= num):
         raise ValueError(f"target rows must lie in [0, {num})")
     for name, t in (("queries", q), ("candidates", e)):
-        if not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise ValueError(f"non-finite values (NaN or inf) in the {name}' embeddings")
     filters = filters if filters is not None else QueryFilters.none(n)
     if len(filters) != n:
@@ -152,27 +159,36 @@ def filtered_ranks(
             s = buf[:b]
             torch.mm(q[lo:hi], et, out=s)
             tgt = torch.as_tensor(targets[lo:hi], device=device)
-            ar = torch.arange(b, device=device)
-            true = s[ar, tgt].clone()
-            on_cpu = device.type == "cpu"
-            if on_cpu:
-                g = torch.from_numpy(_greater_minus_less(s.numpy(), true.numpy()).astype(np.float64))
-            else:
-                s.sub_(true[:, None]).sign_()  # s now holds sign(s_j - s_true)
-                g = s.sum(dim=1, dtype=sum_dtype).double()
+            true = s[torch.arange(b, device=device), tgt].clone()
             rows, cols = filters.pairs(lo, hi)
             keep = (cols >= 0) & (cols != targets[lo:hi][rows])
             rows, cols = rows[keep], cols[keep]
             kept = np.bincount(rows, minlength=b)
-            if len(rows):
-                r = torch.as_tensor(rows, device=device)
-                picked = s[r, torch.as_tensor(cols, device=device)]
-                signs = (torch.sign(picked - true[r]) if on_cpu else picked).double()
-                g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
+            g = sign_sums(s, true, rows, cols, sum_dtype)
             unfiltered = torch.as_tensor(num - kept, dtype=torch.float64, device=device)
             ranks[lo:hi] = ((unfiltered + 1 + g) / 2).cpu().numpy()
     ticker.done()
     return ranks
+
+
+def sign_sums(scores: torch.Tensor, true: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+              sum_dtype=torch.float32) -> torch.Tensor:
+    """float64 [b]: sum over the columns j of ``scores`` [b, N] of sign(scores[i, j] - true[i]),
+    less the terms of the filtered entries (``rows[k]``, ``cols[k]``). On a
+    GPU ``scores`` is overwritten (with the signs)."""
+    b, device = scores.shape[0], scores.device
+    on_cpu = device.type == "cpu"
+    if on_cpu:
+        g = torch.from_numpy(_greater_minus_less(scores.numpy(), true.numpy()).astype(np.float64))
+    else:
+        scores.sub_(true[:, None]).sign_()  # scores now holds sign(s_j - s_true)
+        g = scores.sum(dim=1, dtype=sum_dtype).double()
+    if len(rows):
+        r = torch.as_tensor(rows, device=device)
+        picked = scores[r, torch.as_tensor(cols, device=device)]
+        signs = (torch.sign(picked - true[r]) if on_cpu else picked).double()
+        g -= torch.zeros(b, dtype=torch.float64, device=device).index_add_(0, r, signs)
+    return g
 
 
 def _greater_minus_less(scores: np.ndarray, true: np.ndarray) -> np.ndarray:

@@ -93,14 +93,32 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
     return grouped, rows.num_rows - grouped.num_rows
 
 
-@ray.remote
-def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Array) -> pa.Table:
-    """Map a block of raw rows' triples to ids; unknown keys become rejects."""
+_IDS = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.int32()), ("split", pa.int8())])
+
+
+@ray.remote(num_returns=2)
+def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """Map a block of raw rows' triples to ids: (good triples as ids only,
+    13 bytes a triple; rejected triples with file, offset, reason and raw line).
+
+    Only the rejected rows carry their location and text: the driver gathers
+    every block's good triples, and a file name, an offset and the raw line
+    for each of them (over 200 bytes a triple) was most of the ingest's
+    memory at scale.
+    """
     t = _where_kind(table, (TRIPLE,))
     head = pc.index_in(t["head"], value_set=entity_keys)
     rel = pc.index_in(t["relation"], value_set=relation_keys)
     tail = pc.index_in(t["tail"], value_set=entity_keys)
     split = pc.index_in(t["split"], value_set=pa.array(SPLITS))
+    ok = pc.and_(pc.and_(pc.is_valid(head), pc.is_valid(tail)), pc.and_(pc.is_valid(rel), pc.is_valid(split)))
+    good = pa.Table.from_arrays(
+        [head.filter(ok).cast(pa.int32()), rel.filter(ok).cast(pa.int32()), tail.filter(ok).cast(pa.int32()),
+         split.filter(ok).cast(pa.int8())], schema=_IDS)
+    if pc.all(ok).as_py() is not False:  # no rejects (or no triples)
+        return good, _ENCODED.empty_table()
+    bad = pc.invert(ok)
+    t, head, rel, tail, split = (x.filter(bad) for x in (t, head, rel, tail, split))
     reason = pc.if_else(
         pc.is_null(head),
         pc.binary_join_element_wise("entity has no text: ", t["head"], ""),
@@ -110,12 +128,12 @@ def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Arra
             pc.if_else(
                 pc.is_null(rel),
                 pc.binary_join_element_wise("relation has no text: ", t["relation"], ""),
-                pc.if_else(pc.is_null(split), pc.binary_join_element_wise("unknown split: ", t["split"], ""), None),
+                pc.binary_join_element_wise("unknown split: ", t["split"], ""),
             ),
         ),
     )
     raw = pc.binary_join_element_wise(t["head"], t["relation"], t["tail"], "\t")
-    return pa.Table.from_arrays(
+    rejected = pa.Table.from_arrays(
         [
             pc.fill_null(head, -1).cast(pa.int32()),
             pc.fill_null(rel, -1).cast(pa.int32()),
@@ -128,6 +146,7 @@ def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Arra
         ],
         schema=_ENCODED,
     )
+    return good, rejected
 
 
 def _keep_used(texts: pa.Table, used: pa.Array, text_columns: list[str], fallback) -> tuple[pa.Table, int, int]:
@@ -220,13 +239,12 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
 
     entity_ref = ray.put(entities["key"].combine_chunks())
     relation_ref = ray.put(relations["key"].combine_chunks())
-    encoded = ray.get([_encode_block.remote(b, entity_ref, relation_ref) for b in blocks])
-    enc = pa.concat_tables([e for e in encoded if e.num_rows] or [_ENCODED.empty_table()])
-
-    bad = enc.filter(pc.is_valid(enc["reason"]))
-    if bad.num_rows:
-        rejects.add_table(bad)
-    good = enc.filter(pc.is_null(enc["reason"]))
+    encoded = [_encode_block.remote(b, entity_ref, relation_ref) for b in blocks]
+    bad = [x for x in ray.get([e[1] for e in encoded]) if x.num_rows]
+    if bad:
+        rejects.add_table(pa.concat_tables(bad))
+    good = pa.concat_tables([x for x in ray.get([e[0] for e in encoded]) if x.num_rows] or [_IDS.empty_table()])
+    del encoded
 
     triples, dup_stats = _dedup_sorted(good)
     entity_table = pa.Table.from_arrays(
@@ -255,28 +273,54 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
 
 def _dedup_sorted(good: pa.Table) -> tuple[pa.Table, dict]:
     """Drop exact duplicate triples within a split (counted) and sort the rest
-    by (split, head, relation, tail)."""
-    split, head, rel, tail = (good[c].to_numpy().astype(np.int64) for c in ("split", "head", "relation", "tail"))
-    order = np.lexsort((tail, rel, head, split))
-    split, head, rel, tail = split[order], head[order], rel[order], tail[order]
-    keep = np.ones(len(order), dtype=bool)
-    if len(order):
-        keep[1:] = (np.diff(split) != 0) | (np.diff(head) != 0) | (np.diff(rel) != 0) | (np.diff(tail) != 0)
+    by (split, head, relation, tail).
+
+    One int64 key a triple, sorted in place and decoded back: about 30 bytes
+    a triple at the peak, where four int64 columns, their lexsort order and
+    their reordered copies took over 100 (2 GB at 20M triples).
+    """
+    n = good.num_rows
+    cols = {c: good[c].to_numpy() for c in ("split", "head", "relation", "tail")} if n else \
+        {c: np.zeros(0, np.int64) for c in ("split", "head", "relation", "tail")}
+    n_ent = int(max(cols["head"].max(initial=0), cols["tail"].max(initial=0))) + 1
+    n_rel = int(cols["relation"].max(initial=0)) + 1
+    per_split = n_ent * n_rel * n_ent
+    if len(SPLITS) * per_split >= 1 << 63:
+        raise ValueError(f"{n_ent:,} entities and {n_rel:,} relations: a triple does not fit a 64-bit key")
+    key = cols["split"].astype(np.int64)
+    key *= n_ent
+    key += cols["head"]
+    key *= n_rel
+    key += cols["relation"]
+    key *= n_ent
+    key += cols["tail"]
+    del cols
+    key.sort()
+    keep = np.ones(n, dtype=bool)
+    if n:
+        keep[1:] = key[1:] != key[:-1]
+    split = (key // per_split).astype(np.int8)
     dupes = {s: int(((split == i) & ~keep).sum()) for i, s in enumerate(SPLITS)}
-    split, head, rel, tail = split[keep], head[keep], rel[keep], tail[keep]
+    key, split = key[keep], split[keep]
+    del keep
     # triples of valid/test that also appear in train: leakage worth reporting
-    n_ent = int(max(head.max(initial=0), tail.max(initial=0))) + 1
-    n_rel = int(rel.max(initial=0)) + 1
-    packed = (head * n_rel + rel) * n_ent + tail  # < 2^63 for any realistic graph
-    train = packed[split == 0]
-    overlap = {s: int(np.isin(packed[split == i], train).sum()) for i, s in enumerate(SPLITS) if i > 0}
+    # (train's keys are the sorted front of `key`)
+    triple = key % per_split
+    bounds = np.searchsorted(split, np.arange(len(SPLITS) + 1))
+    train = triple[: bounds[1]]
+    overlap = {}
+    for i, s in enumerate(SPLITS[1:], start=1):
+        part = triple[bounds[i]: bounds[i + 1]]
+        pos = np.minimum(np.searchsorted(train, part), max(len(train) - 1, 0))
+        overlap[s] = int((train[pos] == part).sum()) if len(train) else 0
+    tail = (triple % n_ent).astype(np.int32)
+    triple //= n_ent
+    rel = (triple % n_rel).astype(np.int32)
+    head = (triple // n_rel).astype(np.int32)
+    del triple, key
     table = pa.Table.from_arrays(
-        [
-            pa.array(head.astype(np.int32)),
-            pa.array(rel.astype(np.int32)),
-            pa.array(tail.astype(np.int32)),
-            pa.array(np.array(SPLITS, dtype=object)[split], type=pa.string()),
-        ],
+        [pa.array(head), pa.array(rel), pa.array(tail),
+         pa.DictionaryArray.from_arrays(pa.array(split), pa.array(SPLITS)).cast(pa.string())],
         schema=TRIPLES_SCHEMA,
     )
     return table, {"within_split": dupes, "also_in_train": overlap}

@@ -91,6 +91,21 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
         assert [c["score"] for c in ex["top"]] == sorted((c["score"] for c in ex["top"]), reverse=True)
 
 
+def test_sharded_ranking_gives_the_same_ranks(snapshot, tmp_path):
+    """rank.shards: the candidates held by 2 Ray actors, every rank as in the driver."""
+    outs = {}
+    for shards in (0, 2):
+        outs[shards] = tmp_path / f"eval{shards}"
+        assert main(["eval", "kgc", "--snapshot", str(snapshot), "--model", "tiny-llama", "--out", str(outs[shards]),
+                     *FLAGS, f"rank.shards={shards}", "rank.shard_cpus=0.5"]) == 0
+    single, sharded = (pq.read_table(outs[s] / "ranks.parquet") for s in (0, 2))
+    assert sharded.column("rank").to_pylist() == single.column("rank").to_pylist()
+    assert sharded.column("rank_excluding_query_entity").to_pylist() == \
+        single.column("rank_excluding_query_entity").to_pylist()
+    assert json.loads((outs[2] / "metrics.json").read_text())["both"] == \
+        json.loads((outs[0] / "metrics.json").read_text())["both"]
+
+
 def test_missing_checkpoint_exits_2(snapshot, tmp_path, capsys):
     assert main(["eval", "kgc", "--snapshot", str(snapshot), "--model", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "o"), *FLAGS]) == 2
