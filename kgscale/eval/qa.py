@@ -57,9 +57,9 @@ class QAConfig(PoolConfig):
     # tokens of context + choice; longer contexts lose tokens from the left
     max_length: int = 512
     # questions per Ray Data batch; choices per forward pass (their contexts
-    # in one pass before them, each context's KV cache shared by its choices:
-    # small passes cost mostly overhead on a CPU: bench/qa_scoring.py),
-    # prompts per generation batch (KGQA)
+    # in one pass before them, each context's KV cache shared by its choices;
+    # 16 and 64 tie on two quiet cores, 64 was faster on one loaded core:
+    # bench/qa_scoring.py), prompts per generation batch (KGQA)
     batch_size: int = 32
     micro_batch: int = 64
     # new tokens generated per KGQA answer (a key with "token" in it would read as a secret)
