@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kgscale.models.embed import pad_ids
 from kgscale.models.tokenize import token_ids
 
 PROMPT = "Question: {question}\nAnswer:"
@@ -196,12 +197,8 @@ def _score_group(backbone, head, ctxs: list[list[int]], conts: list[list[list[in
     with their cache kept, then every choice of every context in a second."""
     from transformers import DynamicCache
 
-    b, width = len(ctxs), max(len(c) for c in ctxs)
-    ids = torch.full((b, width), pad, dtype=torch.long)
-    mask = torch.zeros((b, width), dtype=torch.long)
-    for r, c in enumerate(ctxs):
-        ids[r, : len(c)] = torch.tensor(c)
-        mask[r, : len(c)] = 1
+    b = len(ctxs)
+    ids, mask = pad_ids(ctxs, pad)
     cache = DynamicCache()
     res = backbone(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True)
     last = res.last_hidden_state[torch.arange(b), torch.tensor([len(c) - 1 for c in ctxs]).to(device)]  # [b, H]
@@ -211,13 +208,10 @@ def _score_group(backbone, head, ctxs: list[list[int]], conts: list[list[list[in
         for i in where:
             out[i] = (np.zeros(0), np.zeros(0, dtype=np.int64))
         return
-    kw = max(1, max(len(k) for k in flat))
     n = len(flat)
-    k_ids = torch.full((n, kw), pad, dtype=torch.long)
-    k_mask = torch.zeros((n, kw), dtype=torch.long)
-    for j, k in enumerate(flat):
-        k_ids[j, : len(k)] = torch.tensor(k, dtype=torch.long)
-        k_mask[j, : len(k)] = 1
+    # every choice empty: one pad column that scores nothing
+    k_ids, k_mask = pad_ids(flat, pad) if any(flat) else (torch.full((n, 1), pad), torch.zeros((n, 1), dtype=torch.long))
+    kw = k_ids.shape[1]
     own = torch.tensor(owner)
     cache.batch_select_indices(own.to(device))
     pos = torch.tensor([len(ctxs[r]) for r in owner])[:, None] + torch.arange(kw)[None, :]
