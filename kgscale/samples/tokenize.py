@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from kgscale.models.backbone import BackboneConfig
-from kgscale.models.tokenize import query_view_texts, token_ids, truncate_texts, view_ids
+from kgscale.models.tokenize import RememberedEncodings, query_view_texts, token_ids, truncate_texts, view_ids
 from kgscale.samples.noise import text_infilling
 
 IDS = pa.list_(pa.int32())
@@ -29,7 +29,8 @@ class _Tokenize:
     def __init__(self, backbone: dict, special_tokens: tuple[str, ...], max_length: int) -> None:
         from kgscale.models.training import prepare_tokenizer
 
-        self.tok = prepare_tokenizer(BackboneConfig.model_validate(backbone), tuple(special_tokens))
+        # entity texts recur in many rows: each distinct text is encoded once a process
+        self.tok = RememberedEncodings(prepare_tokenizer(BackboneConfig.model_validate(backbone), tuple(special_tokens)))
         self.max_length = max_length
         self.eos = self.tok.eos_token_id
 

@@ -73,3 +73,35 @@ def test_a_query_view_keeps_its_whole_relation():
         ids = view_ids(tok, [view], max_length, append_eos=True)[0]
         assert len(ids) <= max_length
         assert tok.decode(ids[:-1]).endswith(LONG_RELATION)  # nothing cut after the entity
+
+
+def test_remembered_encodings_equal_the_tokenizers_and_encode_each_text_once(bos_model):
+    from kgscale.models.tokenize import RememberedEncodings, truncate_texts
+
+    tok = load_tokenizer(BackboneConfig(model=str(bos_model)))
+    seen: list[str] = []
+
+    class Counting:
+        def __call__(self, texts, **kwargs):
+            seen.extend(texts)
+            return tok(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+    texts = ["dog: a domesticated carnivorous mammal that typically has a long snout", "cat: a small feline",
+             "dog: a domesticated carnivorous mammal that typically has a long snout", LONG_RELATION]
+    for max_texts in (1 << 20, 2):  # 2: the memory starts afresh within the run
+        seen.clear()
+        remembered = RememberedEncodings(Counting(), max_texts=max_texts)
+        for _ in range(3):
+            assert view_ids(remembered, texts, 12, True) == view_ids(tok, texts, 12, True)
+            assert truncate_texts(remembered, texts, 5) == truncate_texts(tok, texts, 5)
+            assert remembered(texts, add_special_tokens=False)["input_ids"] == tok(texts, add_special_tokens=False)["input_ids"]
+        if max_texts > 3:
+            # two settings (views cut at 12 ids; no special tokens, which truncate_texts uses too),
+            # three distinct texts each, each encoded once
+            assert sorted(seen) == sorted(list(set(texts)) * 2)
+    # what it does not remember goes to the tokenizer as it is
+    assert remembered("dog", return_tensors="pt")["input_ids"].shape[0] == 1
+    assert remembered.eos_token_id == tok.eos_token_id
