@@ -66,6 +66,25 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Place the file ``src`` at ``dst`` as a hard link where the filesystem
+    allows (a training run's exported model already lies in its last
+    checkpoint: 540 MB for SmolLM2, written once, never changed in place),
+    else as a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def place_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """:func:`link_or_copy` for a file or a whole directory."""
+    if Path(src).is_dir():
+        shutil.copytree(src, dst, copy_function=link_or_copy)
+    else:
+        link_or_copy(src, dst)
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block succeeds.

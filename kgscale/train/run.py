@@ -33,7 +33,7 @@ from kgscale.config import ConfigError
 from kgscale.models.backbone import ModelLoadError, resolve, with_absolute_path
 from kgscale.models.training import resolve_precision
 from kgscale.objectives import objective_class
-from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
+from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, write_manifest
 from kgscale.samples.rejects import SampleRejects
 from kgscale.train import TrainError
 from kgscale.train.config import TrainConfig
@@ -235,7 +235,7 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
         state = json.loads((ckpt / "trainer_state.json").read_text())
         with atomic_dir(t.out, overwrite=overwrite or resume) as tmp:
             for item in (ckpt / HF_DIR).iterdir():
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+                place_tree(item, tmp / item.name)
             shutil.copy2(ckpt / METRICS, tmp / METRICS)
             shutil.copy2(run_dir / "train_config.yaml", tmp / "train_config.yaml")
             rejects.write(tmp / "rejects.jsonl")
