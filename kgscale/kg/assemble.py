@@ -6,7 +6,7 @@ triples are sorted by (split, head, relation, tail). The same data therefore
 gives the same snapshot whether it came from a file, a store or a server.
 
 Encoding keys to ids runs in parallel (``map_batches``) against the key
-vocabularies placed once in the object store, so the driver only ever holds
+vocabularies, hashed once and placed in the object store (:mod:`kgscale.kg.key_index`), so the driver only ever holds
 integer triples, the texts and the rejects.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from kgscale.kg.key_index import KeyIndex
 from kgscale.kg.keys import entity_name_from_key, relation_text_from_key
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import (
@@ -97,7 +98,7 @@ _IDS = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.in
 
 
 @ray.remote(num_returns=2)
-def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Array) -> tuple[pa.Table, pa.Table]:
+def _encode_block(table: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple[pa.Table, pa.Table]:
     """Map a block of raw rows' triples to ids: (good triples as ids only,
     13 bytes a triple; rejected triples with file, offset, reason and raw line).
 
@@ -107,9 +108,9 @@ def _encode_block(table: pa.Table, entity_keys: pa.Array, relation_keys: pa.Arra
     memory at scale.
     """
     t = _where_kind(table, (TRIPLE,))
-    head = pc.index_in(t["head"], value_set=entity_keys)
-    rel = pc.index_in(t["relation"], value_set=relation_keys)
-    tail = pc.index_in(t["tail"], value_set=entity_keys)
+    head = entities.lookup(t["head"])
+    rel = relations.lookup(t["relation"])
+    tail = entities.lookup(t["tail"])
     split = pc.index_in(t["split"], value_set=pa.array(SPLITS))
     ok = pc.and_(pc.and_(pc.is_valid(head), pc.is_valid(tail)), pc.and_(pc.is_valid(rel), pc.is_valid(split)))
     good = pa.Table.from_arrays(
@@ -237,8 +238,9 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
             "entity_text_for_keys_in_no_triple": unused_entity_text,
         }
 
-    entity_ref = ray.put(entities["key"].combine_chunks())
-    relation_ref = ray.put(relations["key"].combine_chunks())
+    # each vocabulary hashed once here, not once an encode task (kgscale.kg.key_index)
+    entity_ref = ray.put(KeyIndex(entities["key"]))
+    relation_ref = ray.put(KeyIndex(relations["key"]))
     encoded = [_encode_block.remote(b, entity_ref, relation_ref) for b in blocks]
     bad = [x for x in ray.get([e[1] for e in encoded]) if x.num_rows]
     if bad:
