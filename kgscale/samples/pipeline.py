@@ -74,27 +74,12 @@ def _run_stage(batch, stage, kwargs: dict):
     return out.append_column("row", pa.array(np.asarray(batch["row"], dtype=np.int64)))
 
 
-# at most this many sample rows are tokenised in the driver, not by Ray Data tasks
-IN_PROCESS_ROWS = 5000
-
-
-def _numpy_batch(table: pa.Table) -> dict[str, np.ndarray]:
-    """A table slice as Ray Data's ``batch_format="numpy"`` hands it over."""
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-
-
 def tokenized_dataset(table: pa.Table, stage, kwargs: dict, parallelism: int = 1, batch_size: int = 256):
     """The materialised Ray Dataset of token ids, and its count of truncated rows."""
     import pyarrow.compute as pc
     import ray
 
     n = table.num_rows
-    if n <= IN_PROCESS_ROWS:
-        # a few thousand rows tokenise in a second or two here, where starting
-        # tasks that each load the tokenizer costs several (KALE's 617: 10 s)
-        out = pa.concat_tables([_run_stage(_numpy_batch(table.slice(i, batch_size)), stage, kwargs)
-                                for i in range(0, max(n, 1), batch_size)])
-        return ray.data.from_arrow(out), int(pc.sum(out["truncated"]).as_py() or 0)
     # several blocks, so that several tasks can tokenise at once
     rows_per_block = max(batch_size, -(-n // (4 * parallelism)))
     blocks = [table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)] or [table]
