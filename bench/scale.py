@@ -426,8 +426,8 @@ def plot(jsonl: Path, png: Path, since: str = "", ingest_since: str = "") -> Non
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("kgscale on synthetic KGs (bench/scale.py): one core per step on a shared 2-core machine; "
-                 "points are runs, lines their medians")
+    fig.suptitle("kgscale on synthetic KGs (bench/scale.py) on a shared 2-core machine (each step's cores: "
+                 "docs/scale.md); points are runs, lines their medians")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
 
