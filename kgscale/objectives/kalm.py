@@ -345,34 +345,15 @@ class KaLMContrastive(Objective):
         # any N above every entity id makes query * N + answer unique
         num_answers = self.num_answers or int(torch.cat([aid_all, head_id if head_id is not None else aid_all]).max()) + 1
         inv_t = self.inv_temperature()
+        use_bank = self.entity_bank and self.bank is not None
+        k_all = g(k) if k is not None else None
 
         # hr -> t: candidates are the fresh keys, then the heads, then the bank
-        blocks, entities = [], []
-        if k is not None:
-            k_all = g(k)
-            blocks.append(k_all), entities.append(aid_all)
-        if h is not None:
-            blocks.append(g(h)), entities.append(g(head_id))
-        fresh = torch.cat(entities) if entities else None
-        sims, ex = [], []
-        if blocks:
-            cand = torch.cat(blocks)
-            sims.append(q.float() @ cand.float().T)
-            ex.append(true_pair_mask(query_id, fresh, qid_all, aid_all, self.known_pairs, num_answers))
-        use_bank = self.entity_bank and self.bank is not None
-        if use_bank:
-            width = fresh.numel() if fresh is not None else 0
-            target_col = None if k is not None else answer_id
-            sims.append(self.bank_sims(q, target_col))
-            ex.append(self._bank_exclusions(query_id, target_col, qid_all, aid_all, aid_all if k is not None else None))
-            targets = rows + offset if k is not None else answer_id + width
-        elif k is None:
-            raise RuntimeError("every key comes from the entity bank, but the bank has not been set")
+        if use_bank and k is None and h is None:
+            loss_q, acc, pos, candidates = self._bank_only(q, query_id, answer_id, qid_all, aid_all, inv_t)
         else:
-            targets = rows + offset
-        sims, ex = torch.cat(sims, dim=1), torch.cat(ex, dim=1)
-        ex[rows, targets] = False  # the positive is never excluded
-        loss_q, _ = info_nce_scores(sims, targets, ex, self.margin, inv_t)
+            loss_q, acc, pos, candidates = self._with_fresh(q, k_all, h, query_id, answer_id, head_id, qid_all, aid_all, g,
+                                                num_answers, rows + offset, inv_t)
 
         # t -> hr: candidates are every query in view; exclude queries that t_i also answers
         if self.both_directions:
@@ -383,17 +364,86 @@ class KaLMContrastive(Objective):
         else:
             loss = loss_q
 
-        with torch.no_grad():
-            if use_bank and k is not None and self.key_tower != "frozen":
+        if use_bank and k is not None and self.key_tower != "frozen":
+            with torch.no_grad():
                 self.bank[aid_all] = k_all.detach().float()  # fresher than the cached copies
                 if self.bank_lowp is not None:
                     self.bank_lowp[aid_all] = k_all.detach().to(self.bank_dtype)
+        return loss, {"contrastive": loss.detach(), "accuracy": acc, "pos_cosine": pos,
+                      "temperature": (1.0 / inv_t).detach(), "candidates": torch.tensor(float(candidates))}
+
+    def _with_fresh(self, q, k_all, h, query_id, answer_id, head_id, qid_all, aid_all, g, num_answers, local_targets,
+                    inv_t):
+        """hr -> t against the batch's fresh keys and heads (and the bank after
+        them, when there is one): dense [B, candidates] masks.
+        Returns (loss, top-1 accuracy, mean positive cosine, candidates)."""
+        blocks, entities = [], []
+        if k_all is not None:
+            blocks.append(k_all), entities.append(aid_all)
+        if h is not None:
+            blocks.append(g(h)), entities.append(g(head_id))
+        fresh = torch.cat(entities) if entities else None
+        sims, ex = [], []
+        if blocks:
+            cand = torch.cat(blocks)
+            sims.append(q.float() @ cand.float().T)
+            ex.append(true_pair_mask(query_id, fresh, qid_all, aid_all, self.known_pairs, num_answers))
+        if self.entity_bank and self.bank is not None:
+            target_col = None if k_all is not None else answer_id
+            sims.append(self.bank_sims(q, target_col))
+            ex.append(self._bank_exclusions(query_id, target_col, qid_all, aid_all, aid_all if k_all is not None else None))
+            targets = local_targets if k_all is not None else answer_id + (fresh.numel() if fresh is not None else 0)
+        elif k_all is None:
+            raise RuntimeError("every key comes from the entity bank, but the bank has not been set")
+        else:
+            targets = local_targets
+        rows = torch.arange(q.shape[0], device=q.device)
+        sims, ex = torch.cat(sims, dim=1), torch.cat(ex, dim=1)
+        ex[rows, targets] = False  # the positive is never excluded
+        loss, _ = info_nce_scores(sims, targets, ex, self.margin, inv_t)
+        with torch.no_grad():
             # top-1 among the candidates as ranking would score them: plain cosine, no margin
             top = sims.masked_fill(ex, float("-inf")).argmax(dim=1)
             acc = (top == targets).float().mean()
             pos = sims[rows, targets].mean()
-        return loss, {"contrastive": loss.detach(), "accuracy": acc, "pos_cosine": pos,
-                      "temperature": (1.0 / inv_t).detach(), "candidates": torch.tensor(float(sims.shape[1]))}
+        return loss, acc, pos, sims.shape[1]
+
+    def _bank_only(self, q, query_id, answer_id, qid_all, aid_all, inv_t):
+        """hr -> t when every candidate is a bank row (a frozen key tower): the
+        same loss as :meth:`_with_fresh` on the bank, without its dense
+        [B, N] masks. A query's exclusions are a handful of (row, entity)
+        pairs (entities without text, other rows' answers, known answers),
+        written into the logits in place; the positive's logit, from its exact
+        fp32 cosine, is written last, so it is never masked.
+        Returns (loss, top-1 accuracy, mean positive cosine, candidates)."""
+        b, n = q.shape[0], self.bank.shape[0]
+        rows = torch.arange(b, device=q.device)
+        pos = (q * self.bank[answer_id]).sum(-1)  # exact fp32, whatever bank_precision
+        sims = q @ self.bank.T if self.bank_lowp is None else (q.to(self.bank_dtype) @ self.bank_lowp.T).float()
+        logits = sims * inv_t  # written in place below: its backward needs sims and 1/tau, not logits
+        masked_rows, masked_cols = [], []
+        invalid = torch.nonzero(~self.bank_valid).squeeze(1)
+        if invalid.numel():
+            masked_rows.append(rows.repeat_interleave(invalid.numel())), masked_cols.append(invalid.repeat(b))
+        r, c = torch.nonzero(query_id[:, None] == qid_all[None, :], as_tuple=True)
+        masked_rows.append(r), masked_cols.append(aid_all[c])  # another row's answer to the same query
+        if self.known_pairs is not None and self.known_pairs.numel():
+            r, c = known_answers(query_id, self.known_pairs, self.num_answers)
+            masked_rows.append(r), masked_cols.append(c)
+        mr, mc = torch.cat(masked_rows), torch.cat(masked_cols)
+        logits.index_put_((mr, mc), torch.full_like(mr, _MASKED, dtype=logits.dtype))
+        logits.index_put_((rows, answer_id), (pos - self.margin) * inv_t)
+        loss = F.cross_entropy(logits, answer_id)
+        with torch.no_grad():
+            # top-1 as ranking would score them (plain cosine, no margin): the
+            # positive against the best other candidate
+            if n > 1:
+                vals, idx = logits.topk(2, dim=1)
+                best_other = torch.where(idx[:, 0] == answer_id, vals[:, 1], vals[:, 0])
+                acc = (pos * inv_t > best_other).float().mean()
+            else:
+                acc = torch.ones((), device=q.device)
+        return loss, acc, pos.detach().mean(), n
 
     def encode(self, model: nn.Module, batch: dict[str, torch.Tensor]):
         """(q, k or None, h or None) for a batch."""

@@ -231,3 +231,46 @@ def test_settings_refuse_self_negatives_with_gradient_from_a_bank():
         KaLMContrastiveSettings(self_negatives="grad", key_tower="frozen")
     assert KaLMContrastiveSettings(entity_bank=True, key_tower="frozen").views() == {"query"}
     assert KaLMContrastiveSettings().views() == {"query", "key", "head"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bank_only_sparse_masks_match_the_dense_path(precision):
+    """A frozen bank's hr -> t loss is computed with its exclusions written
+    into the logits (a few pairs a query), not with dense [B, N] masks: the
+    same loss, gradients and metrics as the dense path, with an entity without
+    text, known answers, rows of one query and a positive that is also a
+    known answer."""
+    gen = torch.Generator().manual_seed(5)
+    n = 60
+    bank = torch.nn.functional.normalize(torch.randn(n, 16, generator=gen), dim=-1)
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[[7, 33]] = False
+    query_id = torch.tensor([4, 9, 4, 2, 11, 9])
+    answer_id = torch.tensor([5, 0, 12, 59, 5, 40])
+    # known: query 4 answers 5, 12 and 20; query 2 answers 59 (its positive) and 3
+    known = torch.tensor(sorted([4 * n + 5, 4 * n + 12, 4 * n + 20, 2 * n + 59, 2 * n + 3])).long()
+    obj = KaLMContrastive(num_answers=n, kind="encoder", key_tower="frozen", entity_bank=True, known_pairs=known,
+                          bank_precision=precision, both_directions=False)
+    q0 = torch.nn.functional.normalize(torch.randn(6, 16, generator=gen), dim=-1)
+    # every excluded candidate the best scoring one for its query, so that a
+    # mask left out moves the loss by far more than rounding
+    bank[20], bank[3], bank[7], bank[33], bank[40] = q0[0], q0[3], q0[1], q0[4], q0[1]
+    obj.set_bank(bank, valid)
+    inv_t = obj.inv_temperature()
+    results = []
+    for path in ("sparse", "dense"):
+        q = q0.clone().requires_grad_(True)
+        obj.log_inv_temperature.grad = None
+        if path == "sparse":
+            loss, acc, pos, cand = obj._bank_only(q, query_id, answer_id, query_id, answer_id, obj.inv_temperature())
+        else:
+            loss, acc, pos, cand = obj._with_fresh(q, None, None, query_id, answer_id, None, query_id, answer_id,
+                                                   lambda x: x, n, torch.arange(6), obj.inv_temperature())
+        loss.backward()
+        results.append((float(loss), q.grad.clone(), float(obj.log_inv_temperature.grad), float(acc), float(pos), cand))
+    (ls, gs, ts, as_, ps, cs), (ld, gd, td, ad, pd, cd) = results
+    assert math.isclose(ls, ld, rel_tol=1e-6) and torch.allclose(gs, gd, atol=1e-6) and math.isclose(ts, td, rel_tol=1e-5)
+    assert (as_, cs) == (ad, cd) and math.isclose(ps, pd, rel_tol=1e-6)
+    assert float(inv_t) == 20.0 and cs == n
+    # and through the objective's entry point: the sparse path is the one taken
+    assert math.isclose(float(obj.contrastive(q0, None, query_id, answer_id)[0]), ls, rel_tol=1e-6)
