@@ -189,7 +189,7 @@ def top_answers(query_emb: np.ndarray, cand_emb: np.ndarray, candidates: np.ndar
 
 
 def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
-    from kgscale.eval.embedding import completion_views, embed_texts
+    from kgscale.eval.embedding import completion_views, embed_parts
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.backbone import with_absolute_path
     from kgscale.models.inference import check_loadable, load_inference_tokenizer
@@ -226,8 +226,7 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     views, q_texts = completion_views(load_inference_tokenizer(model), kind, embed, ent_texts, rel_texts, entity, rel, inv)
     ensure_ray(ray_cfg)
     with timer("embed"):
-        cand_emb = embed_texts([views[i] for i in candidates], model, embed, role="key")
-        query_emb = embed_texts(q_texts, model, embed, role="query")
+        cand_emb, query_emb = embed_parts([([views[i] for i in candidates], "key"), (q_texts, "query")], model, embed)
     with timer("score"):
         index = AnswerIndex.from_snapshot(snap, tuple(cfg.known_splits))
         q, c, rank, score, known = top_answers(query_emb, cand_emb, candidates, index, entity, rel, inv, cfg.top_k,

@@ -41,16 +41,28 @@ class EmbedConfig(PoolConfig):
 def embed_texts(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str = "query") -> np.ndarray:
     """float32 [len(texts), D] unit rows, in the order of ``texts``; ``role``
     ``key`` embeds with a two-tower model's key tower (entity views)."""
-    key = _cache_key(texts, model, cfg, role) if cfg.cache else None
-    if key is not None:
-        from kgscale.models import embed_cache
+    return embed_parts([(texts, role)], model, cfg)[0]
 
-        hit = embed_cache.load(key, len(texts))
-        if hit is not None:
-            return hit
-    out = _embed(texts, model, cfg, role)
-    if key is not None:
-        embed_cache.store(key, out)
+
+def embed_parts(parts: list[tuple[list[str], str]], model: BackboneConfig, cfg: EmbedConfig) -> list[np.ndarray]:
+    """:func:`embed_texts` of each (texts, role) part, the parts the cache
+    does not hold embedded in one Ray Data pipeline: an actor pool (each
+    actor loading the model once, and a model's key tower beside it) costs
+    seconds to start, which a small model's whole embedding can take less
+    than."""
+    from kgscale.models import embed_cache
+
+    keys = [_cache_key(texts, model, cfg, role) if cfg.cache else None for texts, role in parts]
+    out: list[np.ndarray | None] = [None] * len(parts)
+    for i, ((texts, _), key) in enumerate(zip(parts, keys)):
+        if key is not None:
+            out[i] = embed_cache.load(key, len(texts))
+    todo = [i for i, x in enumerate(out) if x is None]
+    if todo:
+        for i, emb in zip(todo, _embed([parts[i] for i in todo], model, cfg)):
+            out[i] = emb
+            if keys[i] is not None:
+                embed_cache.store(keys[i], emb)
     return out
 
 
@@ -100,36 +112,45 @@ def _cache_key(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: 
     return embed_cache.cache_key(identity, settings, texts)
 
 
-def _embed(texts: list[str], model: BackboneConfig, cfg: EmbedConfig, role: str) -> np.ndarray:
+def _embed(parts: list[tuple[list[str], str]], model: BackboneConfig, cfg: EmbedConfig) -> list[np.ndarray]:
     from kgscale.models.embed import Embedder
 
-    n = len(texts)
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
-    order = np.argsort(-lengths, kind="stable")  # longest first: a memory problem shows at once
-    table = pa.table({"row": pa.array(order, pa.int64()), "text": pa.array([texts[i] for i in order], pa.string())})
-    blocks = [table.slice(i, cfg.batch_size) for i in range(0, n, cfg.batch_size)] or [table]
-    ds = ray.data.from_arrow(blocks).map_batches(
+    tables, offset = [], 0
+    for texts, role in parts:
+        n = len(texts)
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
+        order = np.argsort(-lengths, kind="stable")  # longest first: a memory problem shows at once
+        tables.append(pa.table({"row": pa.array(order + offset, pa.int64()),
+                                "text": pa.array([texts[i] for i in order], pa.string()),
+                                "role": pa.array([role] * n, pa.string())}))
+        offset += n
+    # blocks of one part each; a batch that spans two parts is split by role in the actor
+    blocks = [t.slice(i, cfg.batch_size) for t in tables for i in range(0, t.num_rows, cfg.batch_size)]
+    roles = list(dict.fromkeys(role for _, role in parts))
+    ds = ray.data.from_arrow(blocks or [tables[0]]).map_batches(
         Embedder,
         # the backbone alone (a training run's ModelSettings carries LoRA and precision too)
         fn_constructor_kwargs={"model": model.model_dump(include=set(BackboneConfig.model_fields)), "pooling": cfg.pooling, "max_length": cfg.max_length,
                                "dtype": cfg.dtype, "num_threads": threads(cfg), "micro_batch": cfg.micro_batch,
-                               "micro_batch_tokens": cfg.micro_batch_tokens, "role": role},
+                               "micro_batch_tokens": cfg.micro_batch_tokens, "role": roles},
         batch_size=cfg.batch_size,
         batch_format="numpy",
         **map_batches_args(cfg),
     )
     from kgscale.console import Ticker
 
-    out = None
-    ticker, done = Ticker(f"embedding {'entity' if role == 'key' else 'query'} views", n, "texts"), 0
+    full = None
+    what = " and ".join({"key": "entity", "query": "query"}[r] for r in roles)
+    ticker, done = Ticker(f"embedding {what} views", offset, "texts"), 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         emb = np.asarray(batch["embedding"], dtype=np.float32)
-        if out is None:
-            out = np.empty((n, emb.shape[1]), dtype=np.float32)
-        out[batch["row"]] = emb
+        if full is None:
+            full = np.empty((offset, emb.shape[1]), dtype=np.float32)
+        full[batch["row"]] = emb
         done += len(emb)
         ticker.update(done)
-    if out is None:
+    if full is None or not offset:
         raise ValueError("nothing to embed")
     ticker.done()
-    return out
+    bounds = np.cumsum([0] + [len(t) for t, _ in parts])
+    return [full[bounds[i]:bounds[i + 1]] for i in range(len(parts))]

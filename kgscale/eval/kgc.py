@@ -33,7 +33,7 @@ from pydantic import Field
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.examples import sample_queries, top_candidates
-from kgscale.eval.embedding import EmbedConfig, completion_views, embed_texts
+from kgscale.eval.embedding import EmbedConfig, completion_views, embed_parts
 from kgscale.eval.filters import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
@@ -157,8 +157,9 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     ensure_ray(ray_cfg)
     with timer("embed"):
         # entity views by the key tower (a two-tower model's own), queries by the query tower
-        cand_emb = embed_texts([ent_views[i] for i in candidates], model, embed, role="key")
-        query_emb = embed_texts(uniq_texts, model, embed, role="query")[q_slot]
+        cand_emb, query_emb = embed_parts([([ent_views[i] for i in candidates], "key"), (uniq_texts, "query")],
+                                          model, embed)
+        query_emb = query_emb[q_slot]
     with timer("filters"):
         index = AnswerIndex.from_snapshot(snap, tuple(cfg.filter_splits))
         start, stop = index.spans(q_entity, q_rel, q_inv)

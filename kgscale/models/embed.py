@@ -103,52 +103,80 @@ def tokenize_views(tokenizer, texts: list[str], max_length: int, append_eos: boo
     return {"input_ids": ids, "attention_mask": mask}
 
 
-class Embedder:
-    """``batch["text"]`` -> ``batch["embedding"]`` (float32 [B, D], unit rows);
-    other columns pass through. Loaded once per actor.
+Role = Literal["query", "key"]
 
-    ``role``: ``query`` embeds with the query tower (the model itself),
-    ``key`` (entity views) with a two-tower model's key tower when the model
-    directory has one (:mod:`kgscale.models.towers`). Texts are tokenised in
-    one batched call and embedded in length-sorted micro-batches of at most
-    ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens."""
 
-    def __init__(self, model: dict, pooling: PoolingChoice = "auto", max_length: int = 64,
-                 dtype: DTypeChoice = "auto", num_threads: int | None = None, device: str | None = None,
-                 micro_batch: int = 512, micro_batch_tokens: int = 16384, role: Literal["query", "key"] = "query") -> None:
+class _Tower:
+    """One loaded model an :class:`Embedder` embeds with."""
+
+    def __init__(self, cfg: BackboneConfig, dtype, device: str, pooling: PoolingChoice) -> None:
         from kgscale.models.inference import load_for_inference
-        from kgscale.models.towers import key_tower_dir
 
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        cfg = BackboneConfig(**model) if isinstance(model, dict) else model
-        key_dir = key_tower_dir(cfg.model) if role == "key" else None
-        if key_dir is not None:
-            cfg = cfg.model_copy(update={"model": str(key_dir), "gguf_file": None})
-        self.dtype = torch_dtype(dtype, self.device)
-        self.tokenizer, full, self.kind = load_for_inference(cfg, dtype=self.dtype)
+        self.tokenizer, full, self.kind = load_for_inference(cfg, dtype=dtype)
         # the hidden states only: a causal LM's vocabulary projection over every
         # position would cost more than the rest of the forward pass
         if self.kind == "seq2seq":
             self.model = full.get_encoder()
         else:
             self.model = getattr(full, getattr(full, "base_model_prefix", ""), full)
-        self.model.to(self.device).eval()
+        self.model.to(device).eval()
         self.pooling = default_pooling(self.kind) if pooling == "auto" else pooling
         self.append_eos = self.kind == "causal" and self.pooling == "last"
-        self.max_length = max_length
-        self.micro_batch, self.micro_batch_tokens = micro_batch, micro_batch_tokens
         tok = self.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+
+class Embedder:
+    """``batch["text"]`` -> ``batch["embedding"]`` (float32 [B, D], unit rows);
+    other columns pass through. Loaded once per actor.
+
+    ``role``: ``query`` embeds with the query tower (the model itself),
+    ``key`` (entity views) with a two-tower model's key tower when the model
+    directory has one (:mod:`kgscale.models.towers`). Given several roles,
+    the Embedder serves each (a batch's ``role`` column says which row takes
+    which), loading each distinct model once: one actor pool embeds the
+    entity and the query views of an evaluation, not two. Texts are tokenised
+    in one batched call and embedded in length-sorted micro-batches of at
+    most ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens."""
+
+    def __init__(self, model: dict, pooling: PoolingChoice = "auto", max_length: int = 64,
+                 dtype: DTypeChoice = "auto", num_threads: int | None = None, device: str | None = None,
+                 micro_batch: int = 512, micro_batch_tokens: int = 16384,
+                 role: Role | tuple[Role, ...] | list[Role] = "query") -> None:
+        from kgscale.models.towers import key_tower_dir
+
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cfg = BackboneConfig(**model) if isinstance(model, dict) else model
+        self.roles: tuple[str, ...] = (role,) if isinstance(role, str) else tuple(role)
+        if not self.roles or set(self.roles) - {"query", "key"}:
+            raise ValueError(f"Embedder roles are query and key, not {role!r}")
+        self.dtype = torch_dtype(dtype, self.device)
+        key_dir = key_tower_dir(cfg.model) if "key" in self.roles else None
+        sources = {r: cfg.model_copy(update={"model": str(key_dir), "gguf_file": None})
+                   if r == "key" and key_dir is not None else cfg for r in self.roles}
+        loaded: dict[str, _Tower] = {}
+        self.towers: dict[str, _Tower] = {}
+        for r, src in sources.items():
+            ident = src.model_dump_json()
+            if ident not in loaded:
+                loaded[ident] = _Tower(src, self.dtype, self.device, pooling)
+            self.towers[r] = loaded[ident]
+        first = self.towers[self.roles[0]]
+        self.tokenizer, self.model, self.kind = first.tokenizer, first.model, first.kind
+        self.pooling, self.append_eos, self.pad_id = first.pooling, first.append_eos, first.pad_id
+        self.max_length = max_length
+        self.micro_batch, self.micro_batch_tokens = micro_batch, micro_batch_tokens
+
+    def embed(self, texts: list[str], role: Role | None = None) -> np.ndarray:
         from kgscale.models.tokenize import view_ids
 
+        tower = self.towers[role or self.roles[0]]
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
-        rows = view_ids(self.tokenizer, list(texts), self.max_length, self.append_eos)
-        return embed_ids(self.model, rows, self.pooling, self.pad_id, max_tokens=self.micro_batch_tokens,
+        rows = view_ids(tower.tokenizer, list(texts), self.max_length, tower.append_eos)
+        return embed_ids(tower.model, rows, tower.pooling, tower.pad_id, max_tokens=self.micro_batch_tokens,
                          max_rows=self.micro_batch, device=self.device)
 
     @property
@@ -157,6 +185,14 @@ class Embedder:
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch["text"]]
-        out = {k: v for k, v in batch.items() if k != "text"}
-        out["embedding"] = self.embed(texts)
+        out = {k: v for k, v in batch.items() if k not in ("text", "role")}
+        if "role" not in batch:
+            out["embedding"] = self.embed(texts)
+            return out
+        roles = np.asarray(batch["role"]).astype(str)
+        emb = np.empty((len(texts), self.dim), dtype=np.float32)
+        for r in np.unique(roles):
+            sel = np.flatnonzero(roles == r)
+            emb[sel] = self.embed([texts[i] for i in sel], role=str(r))
+        out["embedding"] = emb
         return out

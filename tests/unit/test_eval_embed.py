@@ -99,3 +99,35 @@ def test_encoder_decoder_embeds_with_its_encoder_mean():
     with torch.no_grad():
         h = model.get_encoder()(**ids).last_hidden_state[0].mean(0)
     np.testing.assert_allclose(got[0], (h / h.norm()).numpy(), atol=1e-5)
+
+
+def test_one_embedder_serves_both_towers_of_a_two_tower_model(tmp_path):
+    """``role`` given as both: each row embedded by its own role's tower (the
+    key tower from the model's key_tower/ directory), exactly as two single-role
+    Embedders would; a one-tower model is loaded once for both roles."""
+    from kgscale.models.towers import KEY_TOWER
+
+    base = BackboneConfig(model="tiny-bert")
+    tok = load_tokenizer(base)
+    for sub, seed in (("", 0), (KEY_TOWER, 1)):
+        torch.manual_seed(seed)
+        model = load_model(base)
+        for p in model.parameters():  # a key tower that differs from the query tower
+            p.data.add_(0.05 * torch.randn_like(p))
+        model.save_pretrained(tmp_path / "two" / sub)
+        tok.save_pretrained(tmp_path / "two" / sub)
+    cfg = {"model": str(tmp_path / "two")}
+    both = Embedder(cfg, dtype="float32", role=("key", "query"))
+    assert both.towers["key"] is not both.towers["query"]
+    roles = np.array(["key", "query", "key"])
+    got = both({"row": np.arange(3), "text": np.array(TEXTS), "role": roles})
+    assert set(got) == {"row", "embedding"}
+    keys = Embedder(cfg, dtype="float32", role="key").embed(TEXTS)
+    queries = Embedder(cfg, dtype="float32", role="query").embed(TEXTS)
+    np.testing.assert_allclose(got["embedding"][[0, 2]], keys[[0, 2]], atol=1e-6)
+    np.testing.assert_allclose(got["embedding"][1], queries[1], atol=1e-6)
+    assert not np.allclose(keys, queries, atol=1e-3)  # the towers do differ
+    one = Embedder({"model": "tiny-bert"}, dtype="float32", role=["key", "query"])
+    assert one.towers["key"] is one.towers["query"]
+    with pytest.raises(ValueError, match="roles are query and key"):
+        Embedder({"model": "tiny-bert"}, role="entity")
