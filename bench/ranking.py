@@ -44,7 +44,7 @@ def _rss_mib() -> float:
 
 
 def _problem(snapshot: str, dim: int, seed: int = 0):
-    from kgscale.eval.filters import AnswerIndex
+    from kgscale.kg.answers import AnswerIndex
     from kgscale.eval.ranking import QueryFilters
     from kgscale.kg.snapshot import Snapshot
 

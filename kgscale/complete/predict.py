@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
-from kgscale.eval.filters import AnswerIndex
+from kgscale.kg.answers import AnswerIndex
 
 CHUNK_QUERIES = 1024  # queries scored against every entity at once
 

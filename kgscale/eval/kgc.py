@@ -34,7 +34,7 @@ from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.examples import sample_queries, top_candidates
 from kgscale.eval.embedding import EmbedConfig, completion_views, embed_parts
-from kgscale.eval.filters import AnswerIndex, query_keys
+from kgscale.kg.answers import AnswerIndex, query_keys
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.models.backbone import BackboneConfig, with_absolute_path

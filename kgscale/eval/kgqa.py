@@ -94,7 +94,7 @@ def questions_from_snapshot(snapshot, split: str = "test", limit: int | None = N
     """One question per distinct (head, relation) of ``split`` (a sample of
     ``limit`` when given), answered by every tail of (head, relation) in the
     whole snapshot whose entity has a name."""
-    from kgscale.eval.filters import AnswerIndex
+    from kgscale.kg.answers import AnswerIndex
 
     t = snapshot.triples(split)
     head, rel = t["head"].to_numpy().astype(np.int64), t["relation"].to_numpy().astype(np.int64)

@@ -32,7 +32,7 @@ float32 are exact below 2**24 candidates (float64 above).
 **Memory.** Scores are computed for ``chunk_rows`` queries at a time into one
 reused [chunk_rows, N] buffer (``chunk_mb`` MiB); neither the n x N score
 matrix nor a dense filter mask ever exists. The filters are slices of one
-answer array (:class:`kgscale.eval.filters.AnswerIndex`).
+answer array (:class:`kgscale.kg.answers.AnswerIndex`).
 """
 from __future__ import annotations
 

@@ -7,20 +7,18 @@ both directions (evaluation asks both too). Texts are the shared views of
 query view (:mod:`kgscale.samples.tokenize`).
 
 Queries and answers carry integer ids so that the contrastive loss can tell
-other true pairs from negatives: ``query_id = entity * 2R + 2 * relation +
-inverse`` and ``answer_id = entity``.
+other true pairs from negatives: ``query_id`` is the query's key
+(:func:`kgscale.kg.answers.query_keys`, as evaluation names it) and
+``answer_id = entity``.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
+from kgscale.kg.answers import query_keys
 from kgscale.kg.snapshot import TRIPLES, Snapshot
 from kgscale.samples.rejects import SampleRejects
-
-
-def query_id(entity: np.ndarray, relation: np.ndarray, inverse: np.ndarray, num_relations: int) -> np.ndarray:
-    return entity.astype(np.int64) * (2 * num_relations) + 2 * relation.astype(np.int64) + inverse.astype(np.int64)
 
 
 def kalm_samples(snapshot: Snapshot, split: str = "train", inverse: bool = True,
@@ -49,7 +47,7 @@ def kalm_samples(snapshot: Snapshot, split: str = "train", inverse: bool = True,
         "relation_text": pa.array(rel[r], pa.string()),
         "inverse": pa.array(inv),
         "answer_text": pa.array(ent[tl], pa.string()),
-        "query_id": pa.array(query_id(h, r, inv, snapshot.num_relations)),
+        "query_id": pa.array(query_keys(h, r, inv, snapshot.num_relations)),
         "answer_id": pa.array(tl),
         "head_id": pa.array(h),
     })
@@ -65,8 +63,8 @@ def known_pair_keys(snapshot: Snapshot, splits: tuple[str, ...] = ("train",), in
                          "set objective.mask_known_triples: false (in-batch duplicates are still masked)")
     t = snapshot.triples(splits)
     h, r, tl = (t[c].to_numpy().astype(np.int64) for c in ("head", "relation", "tail"))
-    keys = [query_id(h, r, np.zeros(len(h), bool), nr) * n + tl]
+    keys = [query_keys(h, r, np.zeros(len(h), bool), nr) * n + tl]
     if inverse:
-        keys.append(query_id(tl, r, np.ones(len(h), bool), nr) * n + h)
+        keys.append(query_keys(tl, r, np.ones(len(h), bool), nr) * n + h)
     return np.unique(np.concatenate(keys))
 

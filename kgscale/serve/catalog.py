@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from kgscale.eval.filters import AnswerIndex
+from kgscale.kg.answers import AnswerIndex
 from kgscale.kg.snapshot import Snapshot
 from kgscale.kg.text import query_text
 from kgscale.serve.errors import ApiError, bad_request

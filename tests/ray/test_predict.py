@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kgscale.cli import main
-from kgscale.eval.filters import AnswerIndex
+from kgscale.kg.answers import AnswerIndex
 from kgscale.kg.snapshot import Snapshot
 from kgscale.kg.text import query_text
 from kgscale.models.embed import Embedder

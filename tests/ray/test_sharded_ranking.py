@@ -3,7 +3,7 @@ of the single-process filtered_ranks: ties across shards and filters included.""
 import numpy as np
 import pytest
 
-from kgscale.eval.filters import AnswerIndex
+from kgscale.kg.answers import AnswerIndex
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.eval.reference import loop_ranks
 from kgscale.eval.sharded_ranking import ShardedRanker, shard_bounds

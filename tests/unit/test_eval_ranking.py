@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kgscale.eval.filters import AnswerIndex
+from kgscale.kg.answers import AnswerIndex
 from kgscale.eval.metrics import rank_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.eval.reference import dense_ranks, loop_ranks

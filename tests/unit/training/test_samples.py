@@ -7,7 +7,8 @@ import pytest
 
 from kgscale.kg.snapshot import Snapshot
 from kgscale.samples.kale import RationalesError, kale_samples
-from kgscale.samples.kalm import kalm_samples, known_pair_keys, query_id
+from kgscale.kg.answers import query_keys
+from kgscale.samples.kalm import kalm_samples, known_pair_keys
 from kgscale.samples.kilm import kilm_samples
 from kgscale.samples.rejects import RejectedSampleError, SampleRejects
 from tests.training_fixtures import ANIMALS, RELATIONS, TRIPLES, tiny_snapshot, write_rationales, write_snapshot
@@ -42,7 +43,7 @@ def test_known_pairs_cover_every_training_pair(snap):
     assert (np.diff(keys) > 0).all()
     # a valid triple is not among them
     h, r, t, _ = next(x for x in TRIPLES if x[3] == "valid")
-    key = int(query_id(np.array([h]), np.array([r]), np.array([False]), len(RELATIONS))[0]) * len(ANIMALS) + t
+    key = int(query_keys(np.array([h]), np.array([r]), np.array([False]), len(RELATIONS))[0]) * len(ANIMALS) + t
     assert key not in set(keys.tolist())
 
 

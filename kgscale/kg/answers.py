@@ -1,4 +1,5 @@
-"""Every true answer of every query, as CSR, for filtered ranking.
+"""Queries and their true answers: the query key, and every true answer of
+every query as CSR (filtered ranking, prediction, serving).
 
 A query asks for the tails of (entity, relation) (direction 0) or, for head
 prediction, the heads of (entity, relation^-1) (direction 1). Filtered
@@ -8,8 +9,10 @@ queries-by-entities mask costs n * N bytes (260 MB for FB15k-237's test
 queries; far more on a real KG); here they are one sorted key array and one
 answer array, O(number of triples), and a query's answers are a slice.
 
-Keys are ``(entity * num_relations + relation) * 2 + direction``, sorted, so a
-batch of queries finds its slices with one vectorised ``searchsorted``.
+A query's key is ``(entity * num_relations + relation) * 2 + direction``
+(:func:`query_keys`), the one integer every part of kgscale names a query by
+(training's ``query_id`` too). Sorted, the keys let a batch of queries find
+its slices with one vectorised ``searchsorted``.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import numpy as np
 
 
 def query_keys(entity, relation, inverse, num_relations: int) -> np.ndarray:
+    """int64 key of each (entity, relation, direction) query; direction 1
+    (``inverse``) asks for the heads of (entity, relation)."""
     entity = np.asarray(entity, dtype=np.int64)
     relation = np.asarray(relation, dtype=np.int64)
     inverse = np.asarray(inverse, dtype=np.int64)
