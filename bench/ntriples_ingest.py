@@ -62,7 +62,7 @@ def main() -> None:
     from kgscale.kg.rdf.config import RdfConfig
     from kgscale.kg.rdf.export import export_benchmark
     from kgscale.kg.rdf.formats import read_line_range
-    from kgscale.kg.sources.lines import ByteRange
+    from kgscale.kg.lines import ByteRange
     from kgscale.kg.sources.ray_read import read_dataset
     from kgscale.kg.sources.rdf_files import RdfFileSource
 

@@ -16,7 +16,7 @@ from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.sources import rdf_files
 from kgscale.kg.sources.crash_guard import read_guarded
 from kgscale.kg.sources.line_datasource import RangeDatasource
-from kgscale.kg.sources.lines import ByteRange
+from kgscale.kg.lines import ByteRange
 from kgscale.kg.rejects import RejectedInputError
 from kgscale.ray_session import RayConfig
 from tests.hostile_inputs import EX, _deep_jsonld, cases, good

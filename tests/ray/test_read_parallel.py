@@ -17,7 +17,7 @@ import ray
 
 from kgscale.kg.schema import RawRows
 from kgscale.kg.sources.line_datasource import RangeDatasource
-from kgscale.kg.sources.lines import ByteRange
+from kgscale.kg.lines import ByteRange
 from kgscale.kg.sources.ray_read import read_dataset
 
 TASK_S = 0.8

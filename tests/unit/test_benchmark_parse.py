@@ -1,7 +1,7 @@
 from kgscale.kg.rejects import RejectedInputError, RejectLog
 from kgscale.kg.schema import RawRows
 from kgscale.kg.sources.benchmark import parse_benchmark_line
-from kgscale.kg.sources.lines import ByteRange
+from kgscale.kg.lines import ByteRange
 from kgscale.kg.sources.line_datasource import read_range
 
 import pytest

@@ -16,7 +16,7 @@ from kgscale.kg.rdf.ntriples import parse_block
 from kgscale.kg.rejects import RejectLog, RejectedInputError, _reason_class
 from kgscale.kg.sources.benchmark import parse_benchmark_line
 from kgscale.kg.sources.line_datasource import read_range
-from kgscale.kg.sources.lines import ByteRange
+from kgscale.kg.lines import ByteRange
 from kgscale.kg.sources.tsv_block import parse_tsv_chunk
 
 EX = "http://ex.org/"

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kgscale.kg.sources.lines import iter_lines, plan_ranges
+from kgscale.kg.lines import iter_lines, plan_ranges
 
 
 def _all_lines(path, target):
@@ -56,7 +56,7 @@ def test_plan_rejects_nonpositive_target(tmp_path):
 
 
 def test_chunks_cover_the_same_lines_as_iter_lines(tmp_path):
-    from kgscale.kg.sources.lines import iter_chunks
+    from kgscale.kg.lines import iter_chunks
 
     rnd = random.Random(1)
     lines = [("y" * rnd.randint(0, 40)).encode() for _ in range(500)]

@@ -16,7 +16,7 @@ from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rdf.formats import read_line_range, read_stream_file
 from kgscale.kg.rdf.mapping import SKIP_LANGUAGE, SKIP_LITERAL, SKIP_TYPE, quads_to_raw
 from kgscale.kg.rdf.ntriples import parse_block
-from kgscale.kg.sources.lines import ByteRange
+from kgscale.kg.lines import ByteRange
 
 EX = "http://ex.org/"
 DATA = f"""<{EX}alice> <{EX}knows> <{EX}bob> .

@@ -9,7 +9,7 @@ import pytest
 
 from kgscale.kg.rdf.ntriples import parse_block
 from kgscale.kg.rdf.terms import QuadColumns
-from kgscale.kg.sources.lines import ByteRange, iter_chunks, plan_ranges
+from kgscale.kg.lines import ByteRange, iter_chunks, plan_ranges
 
 GOOD = [
     '<http://ex.org/a> <http://ex.org/p> <http://ex.org/b> .',

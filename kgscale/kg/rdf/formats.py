@@ -29,7 +29,7 @@ from kgscale.kg.rdf.ntriples import _syntax_message, parse_block
 from kgscale.kg.rdf.resume import statements
 from kgscale.kg.rdf.terms import QuadColumns, UnsupportedTerm
 from kgscale.kg.schema import REJECT, raw_table
-from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, open_compressed, skip_bom
+from kgscale.kg.lines import ByteRange, CorruptInput, iter_chunks, open_compressed, skip_bom
 
 LINE_FORMATS = {".nt": "nt", ".ntriples": "nt", ".nq": "nq", ".nquads": "nq"}
 STREAM_FORMATS = {

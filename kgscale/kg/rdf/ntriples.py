@@ -1,7 +1,7 @@
 """N-Triples and N-Quads, a block of whole lines at a time.
 
 A read task hands :func:`parse_block` a block of complete lines (see
-:func:`kgscale.kg.sources.lines.iter_chunks`). Two paths share the work:
+:func:`kgscale.kg.lines.iter_chunks`). Two paths share the work:
 
 - the *fast path* runs over the whole block in Arrow's C++ kernels: a
   regular expression (RE2, no captures, so a DFA) picks the lines in the

@@ -9,7 +9,7 @@ from pathlib import Path
 from kgscale.kg.schema import SPLITS, RawRows
 from kgscale.kg.sources.base import SourceError
 from kgscale.kg.sources.line_datasource import LineFileDatasource
-from kgscale.kg.sources.lines import BOM
+from kgscale.kg.lines import BOM
 from kgscale.kg.sources.tsv_block import parse_tsv_chunk
 
 TRIPLE_FILES = {split: f"{split}.txt" for split in SPLITS}

@@ -17,7 +17,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.sources.lines import ByteRange, CorruptInput, iter_chunks, iter_lines, plan_ranges
+from kgscale.kg.lines import ByteRange, CorruptInput, iter_chunks, iter_lines, plan_ranges
 
 # parse(rows, role, offset, text, file) -> None: one line
 LineParser = Callable[[RawRows, str, int, str, str], None]

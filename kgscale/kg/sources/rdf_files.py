@@ -18,7 +18,7 @@ from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rdf.formats import format_of, read_line_range, read_stream_file, split_compression
 from kgscale.kg.sources.base import SourceError
 from kgscale.kg.sources.line_datasource import RangeDatasource, target_range_bytes
-from kgscale.kg.sources.lines import ByteRange, plan_ranges
+from kgscale.kg.lines import ByteRange, plan_ranges
 
 GLOB_CHARS = set("*?[")
 

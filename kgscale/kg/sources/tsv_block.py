@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kgscale.kg.schema import ENTITY, RAW_SCHEMA, RELATION, SPLITS, TRIPLE, RawRows
-from kgscale.kg.sources.lines import BOM
+from kgscale.kg.lines import BOM
 
 FIELDS = {**{s: ("head", "relation", "tail") for s in SPLITS}, "entities": ("id", "name", "description"),
           "relations": ("id", "text")}
