@@ -219,7 +219,10 @@ class Pipeline:
         objective = (sec.get("objective") or {}).get("name")
         data = sec.setdefault("data", {})
         upstream = []
-        if objective == "kale":
+        from kgscale.train.methods import METHODS
+
+        # an unknown name falls to the snapshot here; validating the section names the objectives
+        if objective in METHODS and METHODS[objective].input == "rationales":
             if "rationales" not in data:
                 _need(self.data, where, "rationales")
                 data["rationales"] = str(self.out("rationales"))

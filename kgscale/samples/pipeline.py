@@ -13,25 +13,17 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kgscale.samples.kale import kale_samples
-from kgscale.samples.kalm import kalm_samples
-from kgscale.samples.kilm import kilm_samples
 from kgscale.samples.rejects import SampleRejects
-from kgscale.samples.tokenize import KaLMTokenize, KALETokenize, KILMTokenize
 
 
 def sample_table(cfg, snapshot, rejects: SampleRejects) -> pa.Table:
-    """Text rows for ``cfg.objective`` (a :class:`TrainConfig`), shuffled with
-    ``data.seed`` and cut at ``data.max_samples``."""
-    d, name = cfg.data, cfg.objective.name
-    if name.startswith("kalm"):
-        table = kalm_samples(snapshot, d.split, d.inverse, rejects)
-    elif name == "kale":
-        table = kale_samples(d.rationales, d.skip_flagged, rejects, d.questions, d.questions_part)
-    elif name == "kilm":
-        table = kilm_samples(snapshot, d.neighbours, d.seed, rejects)
-    else:  # pragma: no cover - the config's discriminated union already refuses it
-        raise ValueError(f"no sample builder for objective {name!r}")
+    """Text rows for ``cfg.objective`` (a :class:`TrainConfig`; its method's
+    builder, :mod:`kgscale.train.methods`), shuffled with ``data.seed`` and cut
+    at ``data.max_samples``."""
+    from kgscale.train.methods import method
+
+    d = cfg.data
+    table = method(cfg.objective.name).samples(cfg, snapshot, rejects)
     order = np.random.default_rng(d.seed).permutation(table.num_rows)
     if d.max_samples is not None:
         order = order[: d.max_samples]
@@ -42,17 +34,11 @@ def sample_table(cfg, snapshot, rejects: SampleRejects) -> pa.Table:
 def tokenizer_stage(cfg, special_tokens: tuple[str, ...], decoder_start_token_id: int | None, kind: str = "causal"):
     """(callable class, constructor kwargs) of the tokeniser for ``cfg``
     (``kind``: the backbone's, which decides whether views end with EOS)."""
-    d, name = cfg.data, cfg.objective.name
+    from kgscale.train.methods import method
+
     base = {"backbone": cfg.model.model_dump(include={"model", "gguf_file", "kind", "seed"}, mode="json"),
-            "special_tokens": tuple(special_tokens), "max_length": d.max_length}
-    if name.startswith("kalm"):
-        return KaLMTokenize, {**base, "max_entity_length": d.max_entity_length, "lm_prompt": d.lm_prompt,
-                              "views": tuple(sorted(cfg.objective.views())), "append_eos": kind == "causal"}
-    if name == "kale":
-        return KALETokenize, base
-    return KILMTokenize, {**base, "decoder_start_token_id": decoder_start_token_id, "mask_ratio": d.mask_ratio,
-                          "poisson_lambda": d.poisson_lambda, "max_description_length": d.max_description_length,
-                          "seed": d.seed}
+            "special_tokens": tuple(special_tokens), "max_length": cfg.data.max_length}
+    return method(cfg.objective.name).tokenizer(cfg, base, decoder_start_token_id, kind)
 
 
 _STAGES: dict = {}

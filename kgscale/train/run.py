@@ -37,6 +37,7 @@ from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, wri
 from kgscale.samples.rejects import SampleRejects
 from kgscale.train import TrainError
 from kgscale.train.config import TrainConfig
+from kgscale.train.methods import method
 
 RUN_SUFFIX = ".ray"
 KIND_EXAMPLES = {"causal": "smollm2-135m-instruct or tiny-llama (causal)", "encoder": "all-minilm-l6-v2 or tiny-bert (encoder)",
@@ -67,13 +68,13 @@ def preflight(cfg: TrainConfig) -> Preflight:
     from kgscale.samples.kale import rationales_file
 
     name = cfg.objective.name
-    obj = objective_class(name)
+    obj, how = objective_class(name), method(name)
     if cfg.train.out is None:
         raise ConfigError("train.out: required (the output model directory); set it or pass --out DIR")
     snapshot = None
-    if name == "kale":
+    if how.input == "rationales":
         if cfg.data.rationales is None:
-            raise ConfigError("data.rationales: required for objective kale (the output directory of `kgscale rationales`)")
+            raise ConfigError(f"data.rationales: required for objective {name} (the output directory of `kgscale rationales`)")
         rationales_file(cfg.data.rationales)
     else:
         if cfg.data.snapshot is None:
@@ -88,8 +89,8 @@ def preflight(cfg: TrainConfig) -> Preflight:
                           f"{cfg.model.model!r} is {'an' if kind == 'encoder' else 'a'} {kind} model; use e.g. "
                           f"{', '.join(KIND_EXAMPLES[k] for k in obj.model_kinds)}")
     tokenizer = prepare_tokenizer(cfg.model, obj.special_tokens)
-    if name == "kilm" and tokenizer.mask_token_id is None:
-        raise ConfigError(f"model.model: KILM needs a tokenizer with a mask token; {cfg.model.model!r} has none")
+    if how.check_tokenizer is not None:
+        how.check_tokenizer(cfg, tokenizer)
     check_lora_targets(cfg.model, obj.default_lora_targets)
     mcfg = AutoConfig.from_pretrained(str(resolve(cfg.model)))
     max_pos = getattr(mcfg, "max_position_embeddings", None)
@@ -167,7 +168,6 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from kgscale.ray_session import ensure_ray
-    from kgscale.samples.kalm import known_pair_keys
     from kgscale.samples.pipeline import sample_table, tokenized_dataset, tokenizer_stage
     from kgscale.train.loop import HF_DIR, train_loop_per_worker
     from kgscale.train.metrics import METRICS
@@ -193,13 +193,9 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
     info = {"run_dir": str(run_dir.resolve()), "kind": pre.kind, "pad_id": pre.tokenizer.pad_token_id,
             "epoch_noise": stage.epoch_noise(kwargs) if hasattr(stage, "epoch_noise") else None,
             "samples": table.num_rows, "precision": resolve_precision(cfg.model.precision, cfg.train.use_gpu)}
-    if cfg.objective.name in ("kalm", "kalm_contrastive"):
-        info["num_answers"] = pre.snapshot.num_entities
-        if cfg.objective.mask_known_triples:
-            info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
-        if cfg.objective.entity_bank:
-            with timer("bank"):
-                info.update(entity_bank(cfg, pre))
+    worker_info = method(cfg.objective.name).worker_info
+    if worker_info is not None:
+        info.update(worker_info(cfg, pre, timer))
     (run_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.record(), sort_keys=False))
 
     t = cfg.train
@@ -242,35 +238,6 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
             manifest = _manifest(tmp, cfg, pre, history, state, table.num_rows, truncated, rejects, run_dir,
                                  result.checkpoint.path, resume, started, timer)
     return manifest
-
-
-def entity_bank(cfg: TrainConfig, pre: Preflight) -> dict:
-    """The entity bank for ``objective.entity_bank``: every entity's key view
-    embedded by the starting model (the key tower as training starts) with
-    the evaluation's batch inference over the cluster, put in the object
-    store; and the key views' token ids, for re-embedding during the run."""
-    import numpy as np
-    import ray
-
-    from kgscale.eval.embedding import EmbedConfig, embed_texts
-    from kgscale.models.tokenize import truncate_texts, view_ids
-
-    texts = pre.snapshot.entity_texts
-    valid = np.array([bool(t) for t in texts])
-    # the strings and settings evaluation embeds entities with, so the
-    # embedding cache serves both (kgscale.models.embed_cache)
-    views = truncate_texts(pre.tokenizer, [t or " " for t in texts], cfg.data.max_entity_length)
-    embed = EmbedConfig(max_length=cfg.data.max_length, max_entity_tokens=None,
-                        dtype="bfloat16" if resolve_precision(cfg.model.precision, cfg.train.use_gpu) == "bf16" else "float32")
-    rows = np.flatnonzero(valid)
-    emb = embed_texts([views[i] for i in rows], cfg.model, embed, role="key")
-    bank = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
-    bank[rows] = emb
-    out = {"bank": ray.put((bank, valid))}
-    if cfg.objective.bank_refresh_every:
-        append_eos = pre.kind == "causal"
-        out["entity_views"] = ray.put([np.asarray(x, np.int32) for x in view_ids(pre.tokenizer, views, cfg.data.max_length, append_eos)])
-    return out
 
 
 def _root_cause(exc: BaseException) -> str:
