@@ -4,7 +4,9 @@ Each subcommand (one module in :mod:`kgscale.commands`) reads an optional
 YAML config (``--config FILE``), applies ``key=value`` overrides given after
 its arguments, validates the result into its typed config, runs, and ends
 with a one-paragraph summary. A problem with the config or the input exits
-with status 2 and a message that names it, never a traceback.
+with status 2 and a message that names it, never a traceback: every such
+error derives from :class:`kgscale.errors.UserError` (re-exported here), and
+:func:`main` catches that base alone.
 """
 from __future__ import annotations
 
@@ -12,35 +14,12 @@ import argparse
 import importlib
 import sys
 
+from kgscale.errors import UserError
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+
 # Subcommand modules, in the order `kgscale --help` lists them.
 COMMANDS = ("ingest", "synth-kg", "info", "questions", "paths", "rationales", "train", "eval", "predict", "writeback", "serve", "run", "report")
-
-
-class UserError(Exception):
-    """Base for errors caused by input or configuration: reported, not traced."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from kgscale.config import ConfigError
-    from kgscale.eval.errors import EvalInputError
-    from kgscale.kg.download import DownloadError
-    from kgscale.kg.registry import DatasetError
-    from kgscale.kg.rejects import RejectedInputError
-    from kgscale.kg.snapshot import SnapshotError
-    from kgscale.kg.sources import SourceError
-    from kgscale.models.backbone import ModelLoadError
-    from kgscale.output import DiskFullError, OutputExistsError
-    from kgscale.pipeline.storage import StorageError
-    from kgscale.ray_session import NoClusterError
-    from kgscale.samples.kale import RationalesError
-    from kgscale.samples.rejects import RejectedSampleError
-    from kgscale.serve.entity_index import IndexMismatchError
-    from kgscale.synth import SynthInputError
-    from kgscale.train import TrainError
-
-    return (UserError, ConfigError, SourceError, DatasetError, DownloadError, RejectedInputError, SnapshotError,
-            OutputExistsError, ModelLoadError, EvalInputError, SynthInputError, RationalesError, RejectedSampleError,
-            TrainError, IndexMismatchError, NoClusterError, StorageError, DiskFullError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + rest
     try:
         return args.func(args)
-    except _user_errors() as exc:
+    except UserError as exc:
         print(f"kgscale {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

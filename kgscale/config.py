@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from kgscale.errors import UserError
+
 M = TypeVar("M", bound=BaseModel)
 
 # Keys that look like they hold a secret. A config that sets one is refused:
@@ -29,7 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 _SECRET_KEY = re.compile(r"(password|passwd|secret|api_?key|token)(?![a-z])")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem; the message names the key or the file."""
 
 

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import kgscale
+from kgscale.errors import UserError
 
 MANIFEST = "manifest.json"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(UserError, FileExistsError):
     pass
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserError, OSError):
     """An output could not be written for want of space; names where."""
 
 

@@ -7,6 +7,7 @@ import socket
 import ray
 
 from kgscale.config import StrictModel
+from kgscale.errors import UserError
 
 
 class RayConfig(StrictModel):
@@ -18,7 +19,7 @@ class RayConfig(StrictModel):
     progress_bars: bool | None = None
 
 
-class NoClusterError(ConnectionError):
+class NoClusterError(UserError, ConnectionError):
     """The configured Ray address has no cluster behind it."""
 
 

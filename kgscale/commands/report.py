@@ -11,7 +11,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from kgscale.cli import UserError
+    from kgscale.errors import UserError
     from kgscale.pipeline.report_html import write_report
 
     try:

@@ -22,7 +22,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import time
 
-    from kgscale.cli import UserError
+    from kgscale.errors import UserError
     from kgscale.kg.synthetic import SyntheticKGConfig, write_synthetic_kg
 
     cfg = SyntheticKGConfig(triples=args.triples, entities=args.entities, relations=args.relations, seed=args.seed,

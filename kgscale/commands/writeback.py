@@ -32,7 +32,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from kgscale.cli import UserError
+    from kgscale.errors import UserError
     from kgscale.complete import writeback as wb
     from kgscale.config import secret_from_env
 

@@ -15,8 +15,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from kgscale.errors import UserError
 
-class DownloadError(IOError):
+
+class DownloadError(UserError, IOError):
     """The transfer failed (after retries); nothing was written."""
 
 

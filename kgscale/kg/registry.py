@@ -17,11 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgscale.errors import UserError
 from kgscale.kg.download import fetch
 from kgscale.output import file_sha256
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     pass
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from kgscale.errors import UserError
 
-class RejectedInputError(ValueError):
+
+class RejectedInputError(UserError, ValueError):
     """Raised in strict mode for the first rejected row; names where and why."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kgscale.errors import UserError
 from kgscale.kg.schema import ENTITIES_SCHEMA, RELATIONS_SCHEMA, SPLITS, TRIPLES_SCHEMA
 from kgscale.output import read_manifest
 
@@ -29,7 +30,7 @@ RELATIONS = "relations.parquet"
 REJECTS = "rejects.jsonl"
 
 
-class SnapshotError(FileNotFoundError):
+class SnapshotError(UserError, FileNotFoundError):
     pass
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 from kgscale.config import StrictModel
+from kgscale.errors import UserError
 
 Kind = Literal["causal", "seq2seq", "encoder"]
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """The model cannot be found or loaded; the message says which and what to change."""
 
 

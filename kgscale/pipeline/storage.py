@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from kgscale.config import ConfigError
+from kgscale.errors import UserError
 from kgscale.output import MANIFEST, fsync_dir, fsync_tree
 
 COPY_BUFFER = 8 << 20
@@ -40,7 +41,7 @@ def default_local_dir(uri: str) -> Path:
     return Path.home() / ".cache" / "kgscale" / "runs" / digest
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """Reading or writing the run's URI failed; the message names the URI."""
 
 

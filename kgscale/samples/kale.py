@@ -21,13 +21,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kgscale.errors import UserError
 from kgscale.samples.rejects import SampleRejects
 
 RATIONALES = "rationales.parquet"
 REQUIRED = ("question_id", "question", "answer", "rationale")
 
 
-class RationalesError(FileNotFoundError):
+class RationalesError(UserError, FileNotFoundError):
     """The rationales input is missing or lacks a column; the message says which."""
 
 

@@ -1,10 +1,11 @@
 """Rows a sample builder could not use: counted, kept with where and why."""
 from __future__ import annotations
 
+from kgscale.errors import UserError
 from kgscale.kg.rejects import RowLog
 
 
-class RejectedSampleError(ValueError):
+class RejectedSampleError(UserError, ValueError):
     """Raised in strict mode for the first rejected row."""
 
 

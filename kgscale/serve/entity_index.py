@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgscale.errors import UserError
 from kgscale.output import atomic_dir, read_manifest, write_manifest
 
 EMBEDDINGS = "entity_embeddings.npy"
@@ -28,7 +29,7 @@ IDS = "entity_ids.npy"
 log = logging.getLogger("kgscale.serve")
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(UserError, ValueError):
     pass
 
 

@@ -14,6 +14,8 @@ A source is a small object with:
 """
 from __future__ import annotations
 
+from kgscale.errors import UserError
 
-class SourceError(ValueError):
+
+class SourceError(UserError, ValueError):
     """A source cannot be read at all: missing files, a refused connection, a bad address."""
