@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -177,10 +178,35 @@ def _tiny(name: str, seed: int) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class ResolvedBackbone:
+    """A backbone looked up once: where its files are, its Hugging Face
+    config and its kind. A driver that checks a model against several rules
+    (the objective's kinds, the LoRA targets, the sequence length) asks this
+    record instead of resolving the model and reading its config for each."""
+
+    cfg: BackboneConfig
+    path: Path | str
+    config: object  # transformers.PretrainedConfig
+    kind: Kind
+
+
+def resolve_backbone(cfg: BackboneConfig) -> ResolvedBackbone:
+    from transformers import AutoConfig
+
+    path = resolve(cfg)
+    config = AutoConfig.from_pretrained(str(path))
+    return ResolvedBackbone(cfg=cfg, path=path, config=config, kind=cfg.kind or kind_of(config))
+
+
 def infer_kind(path: Path | str) -> Kind:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(path))
+    return kind_of(AutoConfig.from_pretrained(str(path)))
+
+
+def kind_of(config) -> Kind:
+    """The kind of a model from its Hugging Face config."""
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
     archs = " ".join(getattr(config, "architectures", None) or [])
@@ -189,12 +215,17 @@ def infer_kind(path: Path | str) -> Kind:
     return "encoder"
 
 
-def load_tokenizer(cfg: BackboneConfig):
+def load_tokenizer(cfg: BackboneConfig, resolved: ResolvedBackbone | None = None):
+    """The backbone's tokenizer, with a pad token (``resolved``: the
+    backbone's record, when the caller has it: neither resolved nor its
+    config read again)."""
     from transformers import AutoTokenizer
 
-    path = resolve(cfg)
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        if resolved is None:
+            tok = AutoTokenizer.from_pretrained(str(resolve(cfg)))
+        else:
+            tok = AutoTokenizer.from_pretrained(str(resolved.path), config=resolved.config)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {cfg.model!r}: {exc}") from exc
     if tok.pad_token is None:

@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import Field
 
 from kgscale.config import StrictModel
-from kgscale.models.backbone import BackboneConfig, Kind, ModelLoadError, infer_kind, load_tokenizer, resolve
+from kgscale.models.backbone import (BackboneConfig, Kind, ModelLoadError, ResolvedBackbone, infer_kind, load_tokenizer,
+                                     resolve, resolve_backbone)
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -64,14 +65,12 @@ def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "b
     return precision
 
 
-def model_kind(cfg: BackboneConfig) -> Kind:
-    return cfg.kind or infer_kind(resolve(cfg))
-
-
-def prepare_tokenizer(cfg: BackboneConfig, special_tokens: tuple[str, ...] = ()):
+def prepare_tokenizer(cfg: BackboneConfig, special_tokens: tuple[str, ...] = (),
+                      resolved: ResolvedBackbone | None = None):
     """The backbone's tokenizer with ``special_tokens`` added (in that order, so
-    every process that calls this gets the same ids)."""
-    tok = load_tokenizer(cfg)
+    every process that calls this gets the same ids); ``resolved``: the
+    backbone's record, when the caller has it."""
+    tok = load_tokenizer(cfg, resolved)
     new = [t for t in special_tokens if t not in tok.get_vocab()]
     if new:
         tok.add_special_tokens({"additional_special_tokens": list(new)}, replace_extra_special_tokens=False)
@@ -92,20 +91,20 @@ def lora_targets(model, wanted: list[str]) -> list[str]:
     return [w for w in wanted if w not in missing]
 
 
-def check_lora_targets(cfg: ModelSettings, default_targets: list[str] | None) -> list[str] | None:
+def check_lora_targets(cfg: ModelSettings, default_targets: list[str] | None,
+                       resolved: ResolvedBackbone | None = None) -> list[str] | None:
     """Validate the LoRA targets against the model's architecture without
     loading weights (the model is built on the meta device). Run on the driver
     so a bad target list fails before any worker starts."""
     if not cfg.lora.enabled:
         return None
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    path = resolve(cfg)
-    config = AutoConfig.from_pretrained(str(path))
-    cls = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[model_kind(cfg)]
+    rb = resolved or resolve_backbone(cfg)
+    cls = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[rb.kind]
     with torch.device("meta"):
-        model = cls.from_config(config)
+        model = cls.from_config(rb.config)
     return lora_targets(model, cfg.lora.target_modules or default_targets or _all_linear(model))
 
 

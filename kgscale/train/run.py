@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from kgscale.config import ConfigError
-from kgscale.models.backbone import ModelLoadError, resolve, with_absolute_path
+from kgscale.models.backbone import ModelLoadError, with_absolute_path
 from kgscale.models.training import resolve_precision
 from kgscale.objectives import objective_class
 from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, write_manifest
@@ -61,10 +61,9 @@ class Preflight:
 def preflight(cfg: TrainConfig) -> Preflight:
     """Every check that does not need data or workers. Raises ConfigError
     (naming the key) or ModelLoadError."""
-    from transformers import AutoConfig
-
     from kgscale.kg.snapshot import Snapshot
-    from kgscale.models.training import check_lora_targets, model_kind, prepare_tokenizer
+    from kgscale.models.backbone import resolve_backbone
+    from kgscale.models.training import check_lora_targets, prepare_tokenizer
     from kgscale.samples.kale import rationales_file
 
     name = cfg.objective.name
@@ -81,18 +80,19 @@ def preflight(cfg: TrainConfig) -> Preflight:
             raise ConfigError(f"data.snapshot: required for objective {name} (a directory written by `kgscale ingest`)")
         snapshot = Snapshot(cfg.data.snapshot)
     try:
-        kind = model_kind(cfg.model)
+        backbone = resolve_backbone(cfg.model)  # once: every check below reads this record
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model.model: cannot load {cfg.model.model!r}: {exc}") from exc
+    kind = backbone.kind
     if kind not in obj.model_kinds:
         raise ConfigError(f"model.model: objective {name} trains {' or '.join(obj.model_kinds)} models but "
                           f"{cfg.model.model!r} is {'an' if kind == 'encoder' else 'a'} {kind} model; use e.g. "
                           f"{', '.join(KIND_EXAMPLES[k] for k in obj.model_kinds)}")
-    tokenizer = prepare_tokenizer(cfg.model, obj.special_tokens)
+    tokenizer = prepare_tokenizer(cfg.model, obj.special_tokens, resolved=backbone)
     if how.check_tokenizer is not None:
         how.check_tokenizer(cfg, tokenizer)
-    check_lora_targets(cfg.model, obj.default_lora_targets)
-    mcfg = AutoConfig.from_pretrained(str(resolve(cfg.model)))
+    check_lora_targets(cfg.model, obj.default_lora_targets, resolved=backbone)
+    mcfg = backbone.config
     max_pos = getattr(mcfg, "max_position_embeddings", None)
     if max_pos and cfg.data.max_length > max_pos:
         raise ConfigError(f"data.max_length: {cfg.data.max_length} is more than the model's {max_pos} positions")

@@ -145,3 +145,32 @@ def test_every_job_config_in_jobs_is_valid(shared_datasets, monkeypatch):
     assert len(train_jobs) >= 4
     for path in train_jobs:
         build(TrainConfig, read_yaml(path), source=str(path))
+
+
+def test_a_lora_preflight_resolves_the_backbone_and_reads_its_config_once(tmp_path, monkeypatch):
+    # the objective's kinds, the tokenizer, the LoRA targets and the sequence
+    # length are all checked against one resolved-backbone record
+    import transformers
+
+    from kgscale.models import backbone
+    from kgscale.train.run import preflight
+
+    cfg = build(TrainConfig, {"objective": {"name": "kalm"}, "model": {"model": "tiny-llama", "lora": {"enabled": True}},
+                              "data": {"snapshot": str(tiny_snapshot(tmp_path / "snap"))},
+                              "train": {"out": str(tmp_path / "o")}})
+    preflight(cfg)  # builds the tiny model's directory on first use
+    calls = {"resolve": 0, "config": 0}
+    real_resolve, real_config = backbone.resolve, transformers.AutoConfig.from_pretrained
+
+    def counted_resolve(c):
+        calls["resolve"] += 1
+        return real_resolve(c)
+
+    def counted_config(*a, **k):
+        calls["config"] += 1
+        return real_config(*a, **k)
+
+    monkeypatch.setattr(backbone, "resolve", counted_resolve)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", counted_config)
+    assert preflight(cfg).kind == "causal"
+    assert calls == {"resolve": 1, "config": 1}
