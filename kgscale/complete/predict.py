@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 from kgscale.config import StrictModel
 from kgscale.eval.errors import EvalInputError
 from kgscale.kg.answers import AnswerIndex
+from kgscale.kg.rejects import RowLog
 
 CHUNK_QUERIES = 1024  # queries scored against every entity at once
 
@@ -72,24 +73,28 @@ class PredictConfig(StrictModel):
         return self
 
 
-def _rejects(reason: str, **where) -> dict:
-    return {"reason": reason, **where}
+class QueryRejects(RowLog):
+    """Queries that could not be asked: the reason and where the query came
+    from (the pairs file and line, the entity or relation named)."""
+
+    def add(self, reason: str, **where) -> None:
+        self._record({"reason": reason, **where})
 
 
-def resolve_queries(cfg: PredictConfig, snap) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+def resolve_queries(cfg: PredictConfig, snap) -> tuple[np.ndarray, np.ndarray, np.ndarray, QueryRejects]:
     """(entity, relation, inverse) id arrays of the queries, and the rejects."""
     keys = snap.entities["key"].to_pylist()
     by_key = {k: i for i, k in enumerate(keys)}
     rel_keys = snap.relations["key"].to_pylist()
     rel_by = {k: i for i, k in enumerate(rel_keys)}
     rel_by.update({t.casefold(): i for i, t in enumerate(snap.relation_texts) if t.casefold() not in rel_by})
-    rejects: list[dict] = []
+    rejects = QueryRejects()
     pairs: list[tuple[int, int]] = []
 
     def relation(ref: str, **where) -> int | None:
         i = rel_by.get(ref, rel_by.get(ref.strip().casefold()))
         if i is None:
-            rejects.append(_rejects("unknown relation", relation=ref[:200], **where))
+            rejects.add("unknown relation", relation=ref[:200], **where)
         return i
 
     if cfg.split is not None:  # the split's own queries: (h, r) for tails, (t, r) for heads
@@ -105,11 +110,11 @@ def resolve_queries(cfg: PredictConfig, snap) -> tuple[np.ndarray, np.ndarray, n
                 continue
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 2:
-                rejects.append(_rejects("not two tab-separated fields", file=str(cfg.pairs), line=n, raw=line[:200]))
+                rejects.add("not two tab-separated fields", file=str(cfg.pairs), line=n, raw=line[:200])
                 continue
             e, r = by_key.get(parts[0]), relation(parts[1], file=str(cfg.pairs), line=n)
             if e is None:
-                rejects.append(_rejects("unknown entity", entity=parts[0][:200], file=str(cfg.pairs), line=n))
+                rejects.add("unknown entity", entity=parts[0][:200], file=str(cfg.pairs), line=n)
             elif r is not None:
                 pairs.append((e, r))
     else:
@@ -120,7 +125,7 @@ def resolve_queries(cfg: PredictConfig, snap) -> tuple[np.ndarray, np.ndarray, n
                     if h in by_key:
                         pairs.append((by_key[h], r))
                     else:
-                        rejects.append(_rejects("unknown entity", entity=h[:200]))
+                        rejects.add("unknown entity", entity=h[:200])
             elif cfg.all_entities:
                 pairs = [(e, r) for e in range(len(keys))]
             else:  # every entity that takes part in the relation on the side a query asks from
@@ -208,15 +213,15 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     keep = has_text[entity] if len(entity) else np.zeros(0, bool)
     keys, rel_keys = snap.entities["key"].to_pylist(), snap.relations["key"].to_pylist()
     for i in np.flatnonzero(~keep):
-        rejects.append(_rejects("entity has no text", entity=keys[entity[i]], relation=rel_keys[rel[i]]))
+        rejects.add("entity has no text", entity=keys[entity[i]], relation=rel_keys[rel[i]])
     entity, rel, inv = entity[keep], rel[keep], inv[keep]
     if rejects and cfg.strict:
-        r = rejects[0]
+        r = rejects.rows[0]
         raise EvalInputError(f"query rejected: {r['reason']}: {json.dumps({k: v for k, v in r.items() if k != 'reason'})}")
     if len(entity) == 0:
         first = ""
         if rejects:
-            r = rejects[0]
+            r = rejects.rows[0]
             first = f"; the first: {r['reason']} {json.dumps({k: v for k, v in r.items() if k != 'reason'})}"
             if r["reason"] == "unknown relation":
                 shown = ", ".join(rel_keys[:20]) + (" ..." if len(rel_keys) > 20 else "")
@@ -241,21 +246,16 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
         "query_entity_id": pa.array(entity[q], pa.int64()), "relation_id": pa.array(rel[q], pa.int64()),
         "candidate_id": pa.array(c, pa.int64()),
     })
-    by_reason: dict[str, int] = {}
-    for r in rejects:
-        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         pq.write_table(table, tmp / "predictions.parquet")
-        with open(tmp / "rejects.jsonl", "w", encoding="utf-8") as f:
-            for r in rejects:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        rejects.write(tmp / "rejects.jsonl")
         manifest = write_manifest(
             tmp, "predict",
             config={"predict": cfg.model_dump(mode="json"), "model": model.model_dump(), "embed": embed.model_dump()},
             inputs={"snapshot": str(snap.path), "model": str(model.model)},
             counts={"queries": int(len(entity)), "predictions": table.num_rows, "known": int(known.sum()),
                     "candidates": int(len(candidates))},
-            rejected={"total": len(rejects), "by_reason": by_reason},
+            rejected=rejects.summary(),
             timings_s=timer.total(),
         )
     return manifest
