@@ -1,4 +1,6 @@
-"""The KG completion evaluation stage: ``kgscale eval kgc``.
+"""KG completion evaluation: :func:`evaluate_kgc` (a library call that writes
+nothing, as PyKEEN's evaluators are) and the stage around it, ``kgscale eval
+kgc`` (:func:`run_kgc`).
 
 Embed every entity (tail view) and every test query, (h, r) for tails and
 (t, r^-1) for heads, rank all entities by cosine with the other true answers
@@ -21,6 +23,7 @@ evaluated split is an error.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -61,9 +64,9 @@ class RankConfig(StrictModel):
     shard_cpus: float = Field(1.0, gt=0)
 
 
-class KGCConfig(StrictModel):
-    snapshot: Path
-    out: Path
+class KGCSettings(StrictModel):
+    """How KG completion is evaluated (:func:`evaluate_kgc`)."""
+
     split: Literal["test", "valid"] = "test"
     # the true answers filtered from the ranking
     filter_splits: tuple[Literal["train", "valid", "test"], ...] = ("train", "valid", "test")
@@ -76,7 +79,16 @@ class KGCConfig(StrictModel):
     # example queries (the same seeded ones for every model) written with
     # their top-5 candidates to examples.json, for the run report
     examples: int = Field(12, ge=0, le=1000)
+    # a test triple naming an entity without text is an error, not skipped
     strict: bool = False
+
+
+class KGCConfig(KGCSettings):
+    """The ``kgscale eval kgc`` stage: the settings, the snapshot it reads and
+    the directory it writes."""
+
+    snapshot: Path
+    out: Path
     overwrite: bool = False
 
 
@@ -95,17 +107,37 @@ def _rank(queries, candidates, targets, filters, filters_x, rank: RankConfig, de
             ranker.ranks(queries, targets, filters_x) if filters_x is not None else None)
 
 
-def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
+@dataclass
+class KGCEvaluation:
+    """What :func:`evaluate_kgc` measured: ``metrics`` (MRR, MR, Hits@k for
+    tail, head and both, per relation, counts, timings), ``ranks`` (one row a
+    query), ``examples`` (seeded queries with their top candidates) and
+    ``skipped`` (test triples not evaluated, with the reason)."""
+
+    metrics: dict
+    ranks: pa.Table
+    examples: list[dict]
+    skipped: list[dict]
+    snapshot_created_at: str | None = None
+
+
+def evaluate_kgc(snapshot, model: BackboneConfig | str, settings: KGCSettings | None = None,
+                 embed: EmbedConfig | None = None, rank: RankConfig | None = None, ray_cfg=None,
+                 timer: Timer | None = None) -> KGCEvaluation:
+    """Filtered KG completion of ``model`` on ``snapshot`` (a
+    :class:`~kgscale.kg.snapshot.Snapshot` or its directory), as a library
+    call: nothing is written. ``model`` is a backbone config or what its
+    ``model`` field takes (a packaged name, a directory). Embedding runs on
+    the Ray cluster (``ray_cfg``, or a local one)."""
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.inference import check_loadable
-    from kgscale.output import OutputExistsError
     from kgscale.ray_session import ensure_ray
-    model = with_absolute_path(model)  # the inference actors run in their own working directory
 
-    timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
-    snap = Snapshot(cfg.snapshot)
+    cfg = settings or KGCSettings()
+    embed, rank, timer = embed or EmbedConfig(), rank or RankConfig(), timer or Timer()
+    model = BackboneConfig(model=str(model)) if isinstance(model, (str, Path)) else model
+    model = with_absolute_path(model)  # the inference actors run in their own working directory
+    snap = snapshot if isinstance(snapshot, Snapshot) else Snapshot(snapshot)
     kind = check_loadable(model)  # a missing checkpoint fails here, before Ray starts
     split = snap.triples(cfg.split)
     if split.num_rows == 0:
@@ -205,34 +237,50 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
     if ranks_x is not None:
         rx = ranking_report(ranks_x, q_inv.astype(bool), q_rel)
         metrics["excluding_query_entity"] = {k: rx[k] for k in ("tail", "head", "both")}
+    ranks_table = pa.table({
+        "split_row": pa.array(q_row, pa.int64()),
+        "head": pa.array(head[q_row], pa.int32()),
+        "relation": pa.array(q_rel, pa.int32()),
+        "relation_key": pa.array([rel_keys[x] for x in q_rel], pa.string()),
+        "tail": pa.array(tail[q_row], pa.int32()),
+        "head_key": pa.array([keys[x] for x in head[q_row]], pa.string()),
+        "tail_key": pa.array([keys[x] for x in tail[q_row]], pa.string()),
+        "direction": pa.array(np.where(q_inv == 1, "head", "tail"), pa.string()),
+        "target": pa.array(q_target, pa.int32()),
+        "rank": pa.array(ranks, pa.float64()),
+        **({"rank_excluding_query_entity": pa.array(ranks_x, pa.float64())} if ranks_x is not None else {}),
+    })
+    metrics["timings_s"] = timer.total()
+    return KGCEvaluation(metrics=metrics, ranks=ranks_table, examples=examples, skipped=skipped,
+                         snapshot_created_at=snap.manifest.get("created_at"))
+
+
+def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
+    """The stage: :func:`evaluate_kgc`, then its results written to ``cfg.out``."""
+    from kgscale.output import OutputExistsError
+
+    timer = Timer()
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    ev = evaluate_kgc(cfg.snapshot, model, cfg, embed, rank, ray_cfg, timer)
+    metrics, skipped = ev.metrics, ev.skipped
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         with timer("write"):
-            pq.write_table(pa.table({
-                "split_row": pa.array(q_row, pa.int64()),
-                "head": pa.array(head[q_row], pa.int32()),
-                "relation": pa.array(q_rel, pa.int32()),
-                "relation_key": pa.array([rel_keys[x] for x in q_rel], pa.string()),
-                "tail": pa.array(tail[q_row], pa.int32()),
-                "head_key": pa.array([keys[x] for x in head[q_row]], pa.string()),
-                "tail_key": pa.array([keys[x] for x in tail[q_row]], pa.string()),
-                "direction": pa.array(np.where(q_inv == 1, "head", "tail"), pa.string()),
-                "target": pa.array(q_target, pa.int32()),
-                "rank": pa.array(ranks, pa.float64()),
-                **({"rank_excluding_query_entity": pa.array(ranks_x, pa.float64())} if ranks_x is not None else {}),
-            }), tmp / "ranks.parquet")
+            pq.write_table(ev.ranks, tmp / "ranks.parquet")
             with open(tmp / "skipped.jsonl", "w", encoding="utf-8") as f:
                 for s in skipped:
                     f.write(json.dumps(s, ensure_ascii=False) + "\n")
-            (tmp / "examples.json").write_text(json.dumps(examples, indent=1, ensure_ascii=False) + "\n",
+            (tmp / "examples.json").write_text(json.dumps(ev.examples, indent=1, ensure_ascii=False) + "\n",
                                                encoding="utf-8")
         metrics["timings_s"] = timer.total()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         manifest = write_manifest(
             tmp, "eval-kgc",
-            config={"kgc": cfg.model_dump(mode="json"), "model": model.model_dump(), "embed": embed.model_dump(),
+            config={"kgc": cfg.model_dump(mode="json"), "model": metrics["model"], "embed": embed.model_dump(),
                     "rank": rank.model_dump()},
-            inputs={"snapshot": str(snap.path), "snapshot_created_at": snap.manifest.get("created_at")},
-            counts={"queries": metrics["queries"], "triples_evaluated": m, "candidates": metrics["candidates"]},
+            inputs={"snapshot": metrics["snapshot"], "snapshot_created_at": ev.snapshot_created_at},
+            counts={"queries": metrics["queries"], "triples_evaluated": metrics["triples_evaluated"],
+                    "candidates": metrics["candidates"]},
             rejected={"total": len(skipped), "by_reason": {"entity has no text": len(skipped)} if skipped else {}},
             metrics={side: metrics[side] for side in ("tail", "head", "both")},
             timings_s=metrics["timings_s"],

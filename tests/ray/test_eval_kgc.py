@@ -91,6 +91,27 @@ def test_eval_kgc_ranks_equal_the_reference(snapshot, tmp_path):
         assert [c["score"] for c in ex["top"]] == sorted((c["score"] for c in ex["top"]), reverse=True)
 
 
+def test_evaluate_kgc_is_the_stage_without_its_directory(snapshot, tmp_path):
+    """The library call (as PyKEEN's evaluators are called) measures what the
+    stage writes, and writes nothing itself."""
+    from kgscale.eval.embedding import EmbedConfig
+    from kgscale.eval.kgc import KGCSettings, evaluate_kgc
+
+    out = tmp_path / "eval"
+    assert main(["eval", "kgc", "--snapshot", str(snapshot), "--model", "tiny-llama", "--out", str(out), *FLAGS]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    ev = evaluate_kgc(Snapshot(snapshot), "tiny-llama", KGCSettings(examples=3),
+                      embed=EmbedConfig(batch_size=8, dtype="float32"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    stage = json.loads((out / "metrics.json").read_text())
+    for side in ("tail", "head", "both", "per_relation", "excluding_query_entity"):
+        assert ev.metrics[side] == stage[side], side
+    assert ev.ranks.to_pylist() == pq.read_table(out / "ranks.parquet").to_pylist()
+    assert len(ev.examples) == 3 and ev.skipped == []
+    with pytest.raises(Exception, match="not found"):
+        evaluate_kgc(snapshot, str(tmp_path / "no-such-model"))
+
+
 def test_sharded_ranking_gives_the_same_ranks(snapshot, tmp_path):
     """rank.shards: the candidates held by 2 Ray actors, every rank as in the driver."""
     outs = {}
