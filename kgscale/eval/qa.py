@@ -1,4 +1,5 @@
-"""The QA evaluation stage: ``kgscale eval qa``.
+"""QA evaluation: :func:`evaluate_qa` (a library call that writes nothing)
+and the stage around it, ``kgscale eval qa`` (:func:`run_qa`).
 
 - Multiple choice (``data``: JSONL files like ../shared/datasets/qa): accuracy
   by length-normalised log-likelihood (:mod:`kgscale.eval.choices`), without
@@ -16,6 +17,8 @@ Writes ``metrics.json``, ``predictions.parquet`` (one row a question and
 condition), ``kgqa_predictions.parquet``, ``rejects.jsonl`` and ``manifest.json``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pathlib import Path
 from typing import Literal
@@ -38,8 +41,9 @@ RATIONALES = "rationales.parquet"
 RATIONALE_COLUMNS = ("question_id", "rationale")
 
 
-class QAConfig(PoolConfig):
-    out: Path
+class QASettings(PoolConfig):
+    """What QA evaluation scores and how (:func:`evaluate_qa`)."""
+
     # multiple-choice JSONL files, or folders of *.jsonl, or dataset:NAME from the registry
     data: list[Path] = []
     # a directory with rationales.parquet (or the file itself), joined on question_id
@@ -67,7 +71,6 @@ class QAConfig(PoolConfig):
     chat_template: bool = True
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     strict: bool = False
-    overwrite: bool = False
 
     @field_validator("data", mode="before")
     @classmethod
@@ -76,6 +79,13 @@ class QAConfig(PoolConfig):
         from kgscale.kg.registry import resolve_references
 
         return resolve_references(value)
+
+
+class QAConfig(QASettings):
+    """The ``kgscale eval qa`` stage: the settings and the directory it writes."""
+
+    out: Path
+    overwrite: bool = False
 
 
 def mc_files(paths: list[Path]) -> list[Path]:
@@ -163,16 +173,33 @@ def _generate(rows: pa.Table, model: BackboneConfig, cfg: QAConfig) -> pa.Table:
     return pa.concat_tables(list(ds.iter_batches(batch_size=None, batch_format="pyarrow"))).sort_by("row")
 
 
-def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
+@dataclass
+class QAEvaluation:
+    """What :func:`evaluate_qa` measured: ``metrics`` (accuracy per dataset and
+    condition with intervals, KGQA exact match and hits@1, rejected rows),
+    the per-choice ``predictions`` and the KGQA generations (None where
+    nothing of that kind was asked), and the ``rejects``."""
+
+    metrics: dict
+    predictions: pa.Table | None
+    kgqa_predictions: pa.Table | None
+    rejects: RejectLog
+    files: list[Path]
+    multiple_choice_questions: int
+    kgqa_questions: int
+
+
+def evaluate_qa(model: BackboneConfig | str, settings: QASettings, ray_cfg=None, timer: Timer | None = None) -> QAEvaluation:
+    """QA accuracy of ``model`` as a library call: nothing is written.
+    ``model`` is a backbone config or what its ``model`` field takes. Scoring
+    runs on the Ray cluster (``ray_cfg``, or a local one)."""
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.inference import check_loadable
-    from kgscale.output import OutputExistsError
     from kgscale.ray_session import ensure_ray
-    model = with_absolute_path(model)  # the inference actors run in their own working directory
 
-    timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    cfg, timer = settings, timer or Timer()
+    model = BackboneConfig(model=str(model)) if isinstance(model, (str, Path)) else model
+    model = with_absolute_path(model)  # the inference actors run in their own working directory
     if not cfg.data and not cfg.kgqa and cfg.kgqa_snapshot is None:
         raise EvalInputError("nothing to evaluate: give multiple-choice data (--data) and/or KGQA questions "
                              "(--kgqa FILE or --kgqa-snapshot DIR)")
@@ -286,24 +313,40 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
         "kgqa": "exact_match: normalised first answer equals a correct answer; hits@1: a correct answer occurs "
                 "in the normalised generation",
     }
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
-        import json
+    metrics["timings_s"] = timer.total()
+    return QAEvaluation(metrics=metrics, predictions=None if scored is None else scored.drop_columns(["row", "context"]),
+                        kgqa_predictions=None if kgqa_out is None else kgqa_out.drop_columns(["row"]),
+                        rejects=rejects, files=files,
+                        multiple_choice_questions=sum(len(qs) for _, qs in datasets.values()),
+                        kgqa_questions=len(kq["dataset"]))
 
-        if scored is not None:
-            pq.write_table(scored.drop_columns(["row", "context"]), tmp / "predictions.parquet")
-        if kgqa_out is not None:
-            pq.write_table(kgqa_out.drop_columns(["row"]), tmp / "kgqa_predictions.parquet")
-        rejects.write(tmp / "rejects.jsonl")
+
+def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
+    """The stage: :func:`evaluate_qa`, then its results written to ``cfg.out``."""
+    import json
+
+    from kgscale.output import OutputExistsError
+
+    timer = Timer()
+    if cfg.out.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    ev = evaluate_qa(model, cfg, ray_cfg, timer)
+    metrics = ev.metrics
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        if ev.predictions is not None:
+            pq.write_table(ev.predictions, tmp / "predictions.parquet")
+        if ev.kgqa_predictions is not None:
+            pq.write_table(ev.kgqa_predictions, tmp / "kgqa_predictions.parquet")
+        ev.rejects.write(tmp / "rejects.jsonl")
         metrics["timings_s"] = timer.total()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         manifest = write_manifest(
             tmp, "eval-qa",
-            config={"qa": cfg.model_dump(mode="json"), "model": model.model_dump()},
-            inputs={"data": [str(f) for f in files], "rationales": str(cfg.rationales) if cfg.rationales else None,
+            config={"qa": cfg.model_dump(mode="json"), "model": metrics["model"]},
+            inputs={"data": [str(f) for f in ev.files], "rationales": str(cfg.rationales) if cfg.rationales else None,
                     "kgqa": [str(f) for f in cfg.kgqa], "kgqa_snapshot": str(cfg.kgqa_snapshot or "") or None},
-            counts={"multiple_choice_questions": sum(len(qs) for _, qs in datasets.values()),
-                    "kgqa_questions": len(kq["dataset"])},
-            rejected=rejects.summary(),
+            counts={"multiple_choice_questions": ev.multiple_choice_questions, "kgqa_questions": ev.kgqa_questions},
+            rejected=ev.rejects.summary(),
             timings_s=metrics["timings_s"],
         )
     return manifest | {"metrics": metrics}

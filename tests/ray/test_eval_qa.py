@@ -62,6 +62,15 @@ def test_eval_qa_with_rationales_and_kgqa(tmp_path):
     assert len(gen) == 1 and isinstance(gen[0]["generation"], str) and gen[0]["answers"] == ["Paris"]
     assert len((out / "rejects.jsonl").read_text().splitlines()) == 1
 
+    # the library call measures the same and writes nothing
+    from kgscale.eval.qa import QASettings, evaluate_qa
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    ev = evaluate_qa("tiny-llama", QASettings(data=[data], rationales=rat, kgqa=[kgqa], answer_length=4, dtype="float32"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert ev.metrics["multiple_choice"] == m["multiple_choice"] and ev.metrics["kgqa"] == m["kgqa"]
+    assert ev.predictions.to_pylist() == pred and len(ev.rejects) == 1
+
 
 def test_eval_qa_needs_questions(tmp_path, capsys):
     assert main(["eval", "qa", "--model", "tiny-llama", "--out", str(tmp_path / "o")]) == 2
