@@ -352,8 +352,8 @@ class KaLMContrastive(Objective):
         if use_bank and k is None and h is None:
             loss_q, acc, pos, candidates = self._bank_only(q, query_id, answer_id, qid_all, aid_all, inv_t)
         else:
-            loss_q, acc, pos, candidates = self._with_fresh(q, k_all, h, query_id, answer_id, head_id, qid_all, aid_all, g,
-                                                num_answers, rows + offset, inv_t)
+            loss_q, acc, pos, candidates = self._with_fresh(q, k_all, h, query_id, answer_id, head_id, qid_all, aid_all,
+                                                            g, num_answers, rows + offset, inv_t)
 
         # t -> hr: candidates are every query in view; exclude queries that t_i also answers
         if self.both_directions:
