@@ -246,6 +246,47 @@ def _search(graph, index, src_ptr, src, tgt_ptr, tgt, cfg: SearchConfig, fanout:
 
 # --------------------------------------------------------------------------
 # compiled core
+#
+# _mine_batch searches the questions one after another (_search_question) and
+# gathers their paths (_append_paths). One question: pick the side to walk
+# (_walk_targets_first), materialise the short half from the other side
+# level by level (_materialise_half, _expand_level), index it by end node
+# (_index_half, _meet_sets), then walk the long half depth first from each
+# node of the walked side (_walk_from, _walk). At each node it enters, the
+# walk takes the meeting step: it lists the edges onto nodes where partials
+# it may join end (_meet_candidates) and joins them (_join_halves); each path
+# so made is assembled, priced and hashed (_assemble_path, _path_hash) and
+# offered to the top-K buffer (_keep_path).
+#
+# Arrays travel in a few tuples, unpacked by name where they are used:
+#   graph  = (indptr, neighbor, pref, twin, node_cost)
+#   half   = (b_node, b_parent, b_edge, b_depth, b_cost, b_next, b_len, bhead, bmask):
+#            the materialised partial paths, a forest rooted in B (partial k
+#            ends at b_node[k], entered over b_edge[k] from partial
+#            b_parent[k], after b_depth[k] hops and inner-node cost
+#            b_cost[k]), and their index: per (end node, depth) a list from
+#            bhead linked by b_next (b_len: the list's length from k on), per
+#            node a bit mask of the depths ending there (bhead and bmask are
+#            reset after each question)
+#   walk   = (walk_nodes, walk_edges, walk_pos, walk_lim, walk_g, onpath, path_buf):
+#            the depth-first walk's stack, its nodes flagged, and the path
+#            being assembled
+#   top    = (t_cost, t_hash, t_hops, t_edges, heap) holding n_t paths: every
+#            path found when max_paths is 0 (the buffer at least doubles when it
+#            grows), else the K cheapest, their slots a max-heap of (cost, hash)
+#            in heap
+#   out    = (o_q, o_hops, o_cost, o_hash, o_edges) holding n_out paths
+#   search = (max_paths, hop_cost, hub_weight, seed_h)
+#
+# Speed: numba counts references to an array atomically each time one is
+# passed to a function, returned or unpacked, and in the hot loops that would
+# cost as much as the search itself. So the loops that run per edge or per
+# path (_walk, _expand_level, _level_size) are compiled without the numba
+# runtime (``_nrt=False``, as numba compiles its own sort and string kernels:
+# no reference counting, no allocation) and the helpers they call are inlined
+# into them (``inline="always"``), which compiles to the same code as one
+# function. They allocate nothing: the buffers they fill are grown by their
+# callers (_materialise_half, _walk_from).
 # --------------------------------------------------------------------------
 
 _U30 = np.uint64(30)
@@ -283,7 +324,7 @@ def _expand_cost(indptr, neighbor, pref, fanout, nodes, depth):
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _lower_bound(arr, lo, hi, x):
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -299,7 +340,7 @@ def _heap_less(ca, ha, cb, hb):
     return ca < cb or (ca == cb and ha < hb)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _sift_down(heap, n, cost, hsh):
     # max-heap on (cost, hash) over slot indices
     i = 0
@@ -318,7 +359,7 @@ def _sift_down(heap, n, cost, hsh):
             break
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _sift_up(heap, i, cost, hsh):
     while i > 0:
         p = (i - 1) >> 1
@@ -330,332 +371,519 @@ def _sift_up(heap, i, cost, hsh):
 
 
 @numba.njit(cache=True)
-def _mine_batch(indptr, neighbor, pref, twin, node_cost, src_ptr, src, tgt_ptr, tgt,
-                max_hops, max_paths, fanout, hop_cost, hub_weight, seed):
-    n_nodes = len(indptr) - 1
-    H = max_hops
-    da = (H + 1) // 2  # hops of the walked half
-    db = H // 2  # hops of the materialised half
-    nq = len(src_ptr) - 1
+def _grown(a, keep, cap):
+    """A buffer of ``cap`` rows that starts with ``a[:keep]``; the new rows
+    are uninitialised, in a 2-D buffer -1."""
+    if a.ndim == 1:
+        return np.concatenate((a[:keep], np.empty(cap - keep, a.dtype)))
+    return np.concatenate((a[:keep], np.full((cap - keep, a.shape[1]), -1, a.dtype)))
 
-    # which materialised depths j can meet the walk at its depth i: the split
-    # after ceil(L/2) hops means j in {i - 1, i}, and i + j <= H
+
+@numba.njit(cache=True, inline="always")
+def _capped_end(indptr, u, fanout):
+    """End of the part of u's edge range (in ``pref`` order) an expansion follows."""
+    a = indptr[u]
+    z = indptr[u + 1]
+    if fanout > 0 and z - a > fanout:
+        z = a + fanout
+    return z
+
+
+@numba.njit(cache=True)
+def _max_degree(indptr):
+    d = 0
+    for u in range(len(indptr) - 1):
+        d = max(d, indptr[u + 1] - indptr[u])
+    return d
+
+
+@numba.njit(cache=True)
+def _meet_depths(H):
+    """Bit j of ``allowed[i]``: a walk of i hops may meet a materialised half
+    of j hops. Splitting a path after ceil(L/2) hops means j in {i - 1, i},
+    and i + j <= H."""
+    da = (H + 1) // 2
+    db = H // 2
     allowed = np.zeros(da + 1, np.int64)
     for i in range(1, da + 1):
         for j in range(i - 1, i + 1):
             if j <= db and i + j <= H:
                 allowed[i] |= 1 << j
+    return allowed
 
-    onpath = np.zeros(n_nodes, np.uint8)
-    bmask = np.zeros(n_nodes, np.uint8)
+
+@numba.njit(cache=True)
+def _walk_targets_first(graph, S, T, fanout, da, db):
+    """Whether walking from T and materialising from S is the cheaper way round."""
+    indptr, neighbor, pref = graph[0], graph[1], graph[2]
+    cost_st = _expand_cost(indptr, neighbor, pref, fanout, S, da) + _expand_cost(indptr, neighbor, pref, fanout, T, db)
+    cost_ts = _expand_cost(indptr, neighbor, pref, fanout, T, da) + _expand_cost(indptr, neighbor, pref, fanout, S, db)
+    return cost_ts < cost_st
+
+
+# ---- the materialised half --------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _on_chain(b_node, b_parent, k, v):
+    """Whether node v is on partial k, from its end back to B."""
+    while k >= 0:
+        if b_node[k] == v:
+            return True
+        k = b_parent[k]
+    return False
+
+
+@numba.njit(cache=True, _nrt=False)
+def _level_size(indptr, fanout, b_node, lo, hi):
+    """Edges the (capped) expansion of partials lo..hi-1 follows: a bound on
+    the size of the next level."""
+    need = 0
+    for k in range(lo, hi):
+        u = b_node[k]
+        need += _capped_end(indptr, u, fanout) - indptr[u]
+    return need
+
+
+@numba.njit(cache=True, _nrt=False)
+def _expand_level(graph, b_node, b_parent, b_edge, b_depth, b_cost, lo, hi, nbp, d, fanout):
+    """Appends the simple one-hop extensions of partials lo..hi-1 (level
+    d - 1) from ``nbp`` on, with the caps; the arrays have room. Returns the
+    new count and the edges examined."""
+    indptr, neighbor, pref, node_cost = graph[0], graph[1], graph[2], graph[4]
+    work = 0
+    for k in range(lo, hi):
+        u = b_node[k]
+        inner = b_cost[k] + (node_cost[u] if d > 1 else 0.0)
+        for p in range(indptr[u], _capped_end(indptr, u, fanout)):
+            e = pref[p]
+            v = neighbor[e]
+            work += 1
+            if _on_chain(b_node, b_parent, k, v):  # the partial must stay simple
+                continue
+            b_node[nbp] = v
+            b_parent[nbp] = k
+            b_edge[nbp] = e
+            b_depth[nbp] = d
+            b_cost[nbp] = inner
+            nbp += 1
+    return nbp, work
+
+
+@numba.njit(cache=True)
+def _materialise_half(graph, B, db, fanout):
+    """Every simple partial path of at most db hops from B with the caps,
+    level by level: the half's arrays, their length and the edges examined."""
+    nb = len(B)
+    b_node = np.empty(nb, np.int64)
+    b_parent = np.empty(nb, np.int64)
+    b_edge = np.empty(nb, np.int64)
+    b_depth = np.empty(nb, np.int64)
+    b_cost = np.empty(nb, np.float64)
+    for k in range(nb):
+        b_node[k] = B[k]
+        b_parent[k] = -1
+        b_edge[k] = -1
+        b_depth[k] = 0
+        b_cost[k] = 0.0
+    nbp = nb
+    work = 0
+    level_lo = 0
+    for d in range(1, db + 1):
+        level_hi = nbp
+        need = _level_size(graph[0], fanout, b_node, level_lo, level_hi)
+        if nbp + need > len(b_node):
+            cap = nbp + need
+            b_node = _grown(b_node, nbp, cap)
+            b_parent = _grown(b_parent, nbp, cap)
+            b_edge = _grown(b_edge, nbp, cap)
+            b_depth = _grown(b_depth, nbp, cap)
+            b_cost = _grown(b_cost, nbp, cap)
+        nbp, w = _expand_level(graph, b_node, b_parent, b_edge, b_depth, b_cost, level_lo, level_hi, nbp, d, fanout)
+        work += w
+        level_lo = level_hi
+    return b_node, b_parent, b_edge, b_depth, b_cost, nbp, work
+
+
+@numba.njit(cache=True)
+def _index_half(b_node, b_depth, nbp, db, bhead, bmask):
+    """Lists the partials by (end node, depth) from ``bhead`` and marks their
+    depths in ``bmask``; returns the list links and the length of each list
+    from each partial on."""
+    b_next = np.empty(nbp, np.int64)
+    b_len = np.empty(nbp, np.int64)
+    for k in range(nbp):
+        v = b_node[k]
+        key = v * (db + 1) + b_depth[k]
+        nxt = bhead[key]
+        b_next[k] = nxt
+        b_len[k] = 1 + (b_len[nxt] if nxt >= 0 else 0)
+        bhead[key] = k
+        bmask[v] |= np.uint8(1 << b_depth[k])
+    return b_next, b_len
+
+
+@numba.njit(cache=True)
+def _unindex_half(b_node, b_depth, nbp, db, bhead, bmask):
+    """Undoes :func:`_index_half`, for the next question."""
+    for k in range(nbp):
+        v = b_node[k]
+        bhead[v * (db + 1) + b_depth[k]] = -1
+        bmask[v] = 0
+
+
+@numba.njit(cache=True)
+def _meet_sets(b_node, b_depth, nbp, allowed, da):
+    """Sorted distinct end nodes of the partials walk depth i may meet:
+    ``meet[meet_ptr[i]:meet_ptr[i + 1]]``."""
+    meet_ptr = np.zeros(da + 2, np.int64)
+    meet = np.empty(0, np.int64)
+    for i in range(1, da + 1):
+        sel = np.empty(nbp, np.int64)
+        m = 0
+        for k in range(nbp):
+            if (allowed[i] >> b_depth[k]) & 1:
+                sel[m] = b_node[k]
+                m += 1
+        u_sel = np.unique(sel[:m])
+        meet = np.concatenate((meet, u_sel))
+        meet_ptr[i + 1] = meet_ptr[i] + len(u_sel)
+    return meet, meet_ptr
+
+
+# ---- the walk and the meeting step --------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _meet_candidates(indptr, neighbor, u, meet, m_lo, m_hi, mask, bmask, onpath, cand):
+    """The meeting step's edges (exact, never capped): those of u onto a node
+    off the walk where a partial of a depth in ``mask`` ends, in edge order,
+    written to ``cand``. Scans u's edges, or bisects its neighbour-sorted edge
+    list for each meet node ``meet[m_lo:m_hi]`` when that is cheaper. Returns
+    their number and the edges examined."""
+    a = indptr[u]
+    z = indptr[u + 1]
+    deg = z - a
+    n = 0
+    work = 0
+    if (m_hi - m_lo) * (np.log2(deg + 1.0) + 2.0) < deg:
+        for mi in range(m_lo, m_hi):
+            v = meet[mi]
+            e = _lower_bound(neighbor, a, z, v)
+            work += 1
+            if onpath[v] or not (bmask[v] & mask):
+                continue
+            while e < z and neighbor[e] == v:
+                cand[n] = e
+                n += 1
+                e += 1
+    else:
+        for e in range(a, z):
+            v = neighbor[e]
+            work += 1
+            if onpath[v] or not (bmask[v] & mask):
+                continue
+            cand[n] = e
+            n += 1
+    return n, work
+
+
+@numba.njit(cache=True, inline="always")
+def _joins_at_most(cand, n_cand, neighbor, bmask, mask, db, bhead, b_len):
+    """The most paths the meeting step over ``cand[:n_cand]`` can make: the
+    partials ending at each candidate's node with a depth in ``mask``."""
+    n = 0
+    for c in range(n_cand):
+        v = neighbor[cand[c]]
+        for j in range(db + 1):
+            if ((bmask[v] & mask) >> j) & 1:
+                n += b_len[bhead[v * (db + 1) + j]]
+    return n
+
+
+@numba.njit(cache=True, inline="always")
+def _crosses_walk(b_node, b_parent, onpath, k):
+    """Whether partial k, before its end node, passes a node the walk is on."""
+    kk = b_parent[k]
+    while kk >= 0:
+        if onpath[b_node[kk]]:
+            return True
+        kk = b_parent[kk]
+    return False
+
+
+@numba.njit(cache=True, inline="always")
+def _assemble_path(path_buf, walk_edges, depth, e, k, b_depth, b_edge, b_parent, twin, swapped, L):
+    """``path_buf[:L]``: the walk's edges, its last edge e, then partial k
+    walked back to B; reversed (edges and order) when the walk is from T, so
+    that every path runs from S to T."""
+    for x in range(depth):
+        path_buf[x] = walk_edges[x]
+    path_buf[depth] = e
+    x = depth + 1
+    kk = k
+    while b_depth[kk] > 0:
+        path_buf[x] = twin[b_edge[kk]]
+        x += 1
+        kk = b_parent[kk]
+    if swapped:
+        for y in range(L // 2):
+            tmp = path_buf[y]
+            path_buf[y] = path_buf[L - 1 - y]
+            path_buf[L - 1 - y] = tmp
+        for y in range(L):
+            path_buf[y] = twin[path_buf[y]]
+
+
+@numba.njit(cache=True, inline="always")
+def _path_hash(path_buf, L, seed_h):
+    """Seeded hash of the path's edges, the tie-break between equal costs."""
+    h = seed_h
+    for y in range(L):
+        h = _mix(h ^ np.uint64(path_buf[y]))
+    return h
+
+
+@numba.njit(cache=True, inline="always")
+def _keep_path(top, n_t, max_paths, c, h, path_buf, L):
+    """Offers the path ``path_buf[:L]`` of cost c and tie hash h to the top-K
+    buffer of n_t paths: appended when every path is kept (it has room),
+    pushed while fewer than K are kept, else it replaces the dearest if it is
+    cheaper. Returns the buffer's new size."""
+    t_cost, t_hash, t_hops, t_edges, heap = top
+    if max_paths <= 0 or n_t < max_paths:
+        slot = n_t
+    elif _heap_less(c, h, t_cost[heap[0]], t_hash[heap[0]]):
+        slot = heap[0]
+    else:
+        return n_t  # dearer than the K kept
+    t_cost[slot] = c
+    t_hash[slot] = h
+    t_hops[slot] = L
+    for y in range(t_edges.shape[1]):
+        t_edges[slot, y] = path_buf[y] if y < L else -1
+    if max_paths <= 0:
+        return n_t + 1
+    if n_t < max_paths:
+        heap[n_t] = slot
+        _sift_up(heap, n_t, t_cost, t_hash)
+        return n_t + 1
+    _sift_down(heap, n_t, t_cost, t_hash)
+    return n_t
+
+
+@numba.njit(cache=True, inline="always")
+def _join_halves(v, e, depth, vmask, graph, half, walk, top, n_t, search, swapped, db):
+    """Every path made of the walk (at ``depth``), its step over edge e onto
+    v, and a partial ending at v of a depth in ``vmask`` that does not cross
+    the walk, offered to the top-K buffer. Returns the buffer's new size and
+    the paths found."""
+    twin, node_cost = graph[3], graph[4]
+    b_node, b_parent, b_edge, b_depth, b_cost, b_next, b_len, bhead, bmask = half
+    walk_edges, walk_g, onpath, path_buf = walk[1], walk[4], walk[5], walk[6]
+    max_paths, hop_cost, hub_weight, seed_h = search
+    i = depth + 1
+    found = 0
+    for j in range(db + 1):
+        if not ((vmask >> j) & 1):
+            continue
+        k = bhead[v * (db + 1) + j]
+        while k >= 0:
+            if not _crosses_walk(b_node, b_parent, onpath, k):
+                L = i + j
+                c = hop_cost * L + hub_weight * (walk_g[depth] + (node_cost[v] if j > 0 else 0.0) + b_cost[k])
+                _assemble_path(path_buf, walk_edges, depth, e, k, b_depth, b_edge, b_parent, twin, swapped, L)
+                h = _path_hash(path_buf, L, seed_h)
+                found += 1
+                n_t = _keep_path(top, n_t, max_paths, c, h, path_buf, L)
+            k = b_next[k]
+    return n_t, found
+
+
+@numba.njit(cache=True, _nrt=False)
+def _walk(depth, graph, half, meet, meet_ptr, allowed, walk, cand, top, n_t, search, swapped, fanout, da, db):
+    """The depth-first walk of the long half, at most da hops, from the node
+    it is on at ``depth`` (which it enters): at each node it enters it takes
+    the meeting step, and a step is pruned once K paths are kept and every
+    path through it is dearer than the K-th. Returns (-1, buffer size, paths
+    found, edges examined, 0) when done; when every path is kept and the
+    meeting step at ``depth`` needs a bigger buffer it returns early, with
+    that depth and the size needed: make room and call it again."""
+    indptr, neighbor, pref, node_cost = graph[0], graph[1], graph[2], graph[4]
+    b_len, bhead, bmask = half[6], half[7], half[8]
+    walk_nodes, walk_edges, walk_pos, walk_lim, walk_g, onpath = walk[0], walk[1], walk[2], walk[3], walk[4], walk[5]
+    t_cost, heap = top[0], top[4]
+    max_paths, hop_cost, hub_weight = search[0], search[1], search[2]
+    found = 0
+    work = 0
+    entering = True
+    while depth >= 0:
+        u = walk_nodes[depth]
+        if entering:
+            entering = False
+            # the meeting step: the walk's last hop, at depth + 1
+            mask = allowed[depth + 1]
+            n_cand, w = _meet_candidates(indptr, neighbor, u, meet, meet_ptr[depth + 1], meet_ptr[depth + 2], mask,
+                                         bmask, onpath, cand)
+            if max_paths <= 0:
+                need = n_t + _joins_at_most(cand, n_cand, neighbor, bmask, mask, db, bhead, b_len)
+                if need > len(t_cost):  # the caller makes room, then this step is taken again
+                    return depth, n_t, found, work, need
+            work += w
+            for c in range(n_cand):
+                e = cand[c]
+                v = neighbor[e]
+                n_t, f = _join_halves(v, e, depth, bmask[v] & mask, graph, half, walk, top, n_t, search, swapped, db)
+                found += f
+            # children of u (walk on), capped; none when the walk is at full length
+            walk_pos[depth] = indptr[u] if depth + 1 < da else 0
+            walk_lim[depth] = _capped_end(indptr, u, fanout) if depth + 1 < da else 0
+        if walk_pos[depth] >= walk_lim[depth]:  # u is done: back up
+            onpath[u] = 0
+            depth -= 1
+            continue
+        e = pref[walk_pos[depth]]
+        walk_pos[depth] += 1
+        v = neighbor[e]
+        work += 1
+        if onpath[v]:
+            continue
+        g = walk_g[depth] + node_cost[v]
+        # every path through v has v inside and at least depth + 2 hops
+        if max_paths > 0 and n_t == max_paths and hop_cost * (depth + 2) + hub_weight * g > t_cost[heap[0]]:
+            continue
+        walk_edges[depth] = e
+        depth += 1
+        walk_nodes[depth] = v
+        walk_g[depth] = g
+        onpath[v] = 1
+        entering = True
+    return depth, n_t, found, work, 0
+
+
+@numba.njit(cache=True)
+def _walk_from(s, graph, half, meet, meet_ptr, allowed, walk, cand, top, n_t, search, swapped, fanout, da, db):
+    """Walks the long half from s (see :func:`_walk`), growing the top-K
+    buffer by doubling when it keeps every path. Returns the buffer, its
+    size, the paths found and the edges examined."""
+    walk_nodes, walk_g, onpath = walk[0], walk[4], walk[5]
+    walk_nodes[0] = s
+    walk_g[0] = 0.0
+    onpath[s] = 1
+    depth = 0
+    found = 0
+    work = 0
+    while True:
+        depth, n_t, f, w, need = _walk(depth, graph, half, meet, meet_ptr, allowed, walk, cand, top, n_t, search,
+                                       swapped, fanout, da, db)
+        found += f
+        work += w
+        if depth < 0:
+            return top, n_t, found, work
+        cap = max(2 * len(top[0]), need)
+        top = (_grown(top[0], n_t, cap), _grown(top[1], n_t, cap), _grown(top[2], n_t, cap),
+               _grown(top[3], n_t, cap), top[4])
+
+
+# ---- per question, per batch --------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _new_top(max_paths, H):
+    """An empty top-K buffer: K slots, or 64 to grow when every path is kept."""
+    k_cap = max_paths if max_paths > 0 else 64
+    return (np.empty(k_cap, np.float64), np.empty(k_cap, np.uint64), np.empty(k_cap, np.int64),
+            np.full((k_cap, H), -1, np.int64), np.empty(k_cap, np.int64))
+
+
+@numba.njit(cache=True)
+def _search_question(S, T, graph, bhead, bmask, walk, cand, allowed, search, fanout, H):
+    """One question's paths from S to T: the top-K buffer, its size, whether
+    the walk went from T, the edges examined and the paths found."""
+    da = (H + 1) // 2  # hops of the walked half
+    db = H // 2  # hops of the materialised half
+    # walk from the side whose expansion is cheaper, materialise the other
+    swapped = _walk_targets_first(graph, S, T, fanout, da, db)
+    A = T if swapped else S
+    B = S if swapped else T
+    b_node, b_parent, b_edge, b_depth, b_cost, nbp, work = _materialise_half(graph, B, db, fanout)
+    b_next, b_len = _index_half(b_node, b_depth, nbp, db, bhead, bmask)
+    meet, meet_ptr = _meet_sets(b_node, b_depth, nbp, allowed, da)
+    half = (b_node, b_parent, b_edge, b_depth, b_cost, b_next, b_len, bhead, bmask)
+    top = _new_top(search[0], H)
+    n_t = 0
+    found = 0
+    for s in A:
+        top, n_t, f, w = _walk_from(s, graph, half, meet, meet_ptr, allowed, walk, cand, top, n_t, search, swapped,
+                                    fanout, da, db)
+        found += f
+        work += w
+    _unindex_half(b_node, b_depth, nbp, db, bhead, bmask)
+    return top, n_t, swapped, work, found
+
+
+@numba.njit(cache=True)
+def _append_paths(out, n_out, q, top, n_t):
+    """Appends question q's n_t kept paths, cheapest first, ties by hash (a
+    stable sort by cost of the hash-sorted paths). Returns the output buffer
+    (grown by doubling) and its new size."""
+    o_q, o_hops, o_cost, o_hash, o_edges = out
+    if n_out + n_t > len(o_q):
+        cap = max(len(o_q) * 2, n_out + n_t)
+        o_q = _grown(o_q, n_out, cap)
+        o_hops = _grown(o_hops, n_out, cap)
+        o_cost = _grown(o_cost, n_out, cap)
+        o_hash = _grown(o_hash, n_out, cap)
+        o_edges = _grown(o_edges, n_out, cap)
+        out = (o_q, o_hops, o_cost, o_hash, o_edges)
+    t_cost, t_hash, t_hops, t_edges = top[0], top[1], top[2], top[3]
+    by_hash = np.argsort(t_hash[:n_t])
+    order = by_hash[np.argsort(t_cost[:n_t][by_hash], kind="mergesort")]
+    for x in order:
+        o_q[n_out] = q
+        o_hops[n_out] = t_hops[x]
+        o_cost[n_out] = t_cost[x]
+        o_hash[n_out] = t_hash[x]
+        for y in range(o_edges.shape[1]):
+            o_edges[n_out, y] = t_edges[x, y]
+        n_out += 1
+    return out, n_out
+
+
+@numba.njit(cache=True)
+def _mine_batch(indptr, neighbor, pref, twin, node_cost, src_ptr, src, tgt_ptr, tgt,
+                max_hops, max_paths, fanout, hop_cost, hub_weight, seed):
+    n_nodes = len(indptr) - 1
+    H = max_hops
+    da = (H + 1) // 2
+    db = H // 2
+    nq = len(src_ptr) - 1
+    graph = (indptr, neighbor, pref, twin, node_cost)
+    search = (max_paths, hop_cost, hub_weight, _mix(seed))
+    allowed = _meet_depths(H)
+    # workspace shared by the questions; each leaves it as it found it
     bhead = np.full(n_nodes * (db + 1), -1, np.int64)
-
+    bmask = np.zeros(n_nodes, np.uint8)
+    walk = (np.empty(da + 1, np.int64), np.empty(da + 1, np.int64), np.empty(da + 1, np.int64),
+            np.empty(da + 1, np.int64), np.empty(da + 1, np.float64), np.zeros(n_nodes, np.uint8),
+            np.empty(H, np.int64))
+    cand = np.empty(_max_degree(indptr), np.int64)  # the meeting step's edges at a node
     # output, grown by doubling
     o_cap = 1024
-    o_q = np.empty(o_cap, np.int64)
-    o_hops = np.empty(o_cap, np.int64)
-    o_cost = np.empty(o_cap, np.float64)
-    o_hash = np.empty(o_cap, np.uint64)
-    o_edges = np.full((o_cap, H), -1, np.int64)
+    out = (np.empty(o_cap, np.int64), np.empty(o_cap, np.int64), np.empty(o_cap, np.float64),
+           np.empty(o_cap, np.uint64), np.full((o_cap, H), -1, np.int64))
     n_out = 0
     stats = np.zeros((nq, 3), np.int64)
-
-    seed_h = _mix(seed)
-    path_buf = np.empty(H, np.int64)
-    walk_nodes = np.empty(da + 1, np.int64)
-    walk_edges = np.empty(da + 1, np.int64)
-    walk_pos = np.empty(da + 1, np.int64)
-    walk_lim = np.empty(da + 1, np.int64)
-    walk_g = np.empty(da + 1, np.float64)
-
     for q in range(nq):
         S = src[src_ptr[q]:src_ptr[q + 1]]
         T = tgt[tgt_ptr[q]:tgt_ptr[q + 1]]
         if len(S) == 0 or len(T) == 0:
             continue
-        # walk from the side whose expansion is cheaper, materialise the other
-        cost_st = _expand_cost(indptr, neighbor, pref, fanout, S, da) + _expand_cost(indptr, neighbor, pref, fanout, T, db)
-        cost_ts = _expand_cost(indptr, neighbor, pref, fanout, T, da) + _expand_cost(indptr, neighbor, pref, fanout, S, db)
-        swapped = cost_ts < cost_st
-        if swapped:
-            A = T
-            B = S
-        else:
-            A = S
-            B = T
-        stats[q, 2] = 1 if swapped else 0
-        work = 0
-
-        # ---- materialise the short half from B, level by level --------------
-        nb = len(B)
-        level_lo = 0
-        level_hi = nb
-        # upper bound of partials: count per level before filling it
-        b_cap = nb
-        b_node = np.empty(b_cap, np.int64)
-        b_parent = np.empty(b_cap, np.int64)
-        b_edge = np.empty(b_cap, np.int64)
-        b_depth = np.empty(b_cap, np.int64)
-        b_cost = np.empty(b_cap, np.float64)
-        for k in range(nb):
-            b_node[k] = B[k]
-            b_parent[k] = -1
-            b_edge[k] = -1
-            b_depth[k] = 0
-            b_cost[k] = 0.0
-        nbp = nb
-        for d in range(1, db + 1):
-            need = 0
-            for k in range(level_lo, level_hi):
-                u = b_node[k]
-                deg = indptr[u + 1] - indptr[u]
-                need += min(deg, fanout) if fanout > 0 else deg
-            if nbp + need > b_cap:
-                new_cap = nbp + need
-                b_node = np.concatenate((b_node[:nbp], np.empty(new_cap - nbp, np.int64)))
-                b_parent = np.concatenate((b_parent[:nbp], np.empty(new_cap - nbp, np.int64)))
-                b_edge = np.concatenate((b_edge[:nbp], np.empty(new_cap - nbp, np.int64)))
-                b_depth = np.concatenate((b_depth[:nbp], np.empty(new_cap - nbp, np.int64)))
-                b_cost = np.concatenate((b_cost[:nbp], np.empty(new_cap - nbp, np.float64)))
-                b_cap = new_cap
-            for k in range(level_lo, level_hi):
-                u = b_node[k]
-                a = indptr[u]
-                z = indptr[u + 1]
-                if fanout > 0 and z - a > fanout:
-                    z = a + fanout
-                inner = b_cost[k] + (node_cost[u] if d > 1 else 0.0)
-                for p in range(a, z):
-                    e = pref[p]
-                    v = neighbor[e]
-                    work += 1
-                    # simple: v is not on the chain back to B
-                    ok = True
-                    kk = k
-                    while kk >= 0:
-                        if b_node[kk] == v:
-                            ok = False
-                            break
-                        kk = b_parent[kk]
-                    if not ok:
-                        continue
-                    b_node[nbp] = v
-                    b_parent[nbp] = k
-                    b_edge[nbp] = e
-                    b_depth[nbp] = d
-                    b_cost[nbp] = inner
-                    nbp += 1
-            level_lo = level_hi
-            level_hi = nbp
-        # index the partials by (end node, depth)
-        b_next = np.empty(nbp, np.int64)
-        for k in range(nbp):
-            v = b_node[k]
-            key = v * (db + 1) + b_depth[k]
-            b_next[k] = bhead[key]
-            bhead[key] = k
-            bmask[v] |= np.uint8(1 << b_depth[k])
-        # meet sets: sorted distinct end nodes usable at walk depth i
-        meet_ptr = np.zeros(da + 2, np.int64)
-        tmp_all = np.empty(0, np.int64)
-        for i in range(1, da + 1):
-            sel = np.empty(nbp, np.int64)
-            m = 0
-            for k in range(nbp):
-                if (allowed[i] >> b_depth[k]) & 1:
-                    sel[m] = b_node[k]
-                    m += 1
-            u_sel = np.unique(sel[:m])
-            tmp_all = np.concatenate((tmp_all, u_sel))
-            meet_ptr[i + 1] = meet_ptr[i] + len(u_sel)
-        meet = tmp_all
-
-        # ---- top-K buffer of this question ---------------------------------
-        k_cap = max_paths if max_paths > 0 else 64
-        t_cost = np.empty(k_cap, np.float64)
-        t_hash = np.empty(k_cap, np.uint64)
-        t_hops = np.empty(k_cap, np.int64)
-        t_edges = np.full((k_cap, H), -1, np.int64)
-        heap = np.empty(k_cap, np.int64)
-        n_t = 0
-        found = 0
-
-        # ---- walk the long half from A, depth first -----------------------
-        for s in A:
-            walk_nodes[0] = s
-            walk_g[0] = 0.0
-            onpath[s] = 1
-            depth = 0
-            entering = True
-            while depth >= 0:
-                u = walk_nodes[depth]
-                if entering:
-                    entering = False
-                    # meeting step at walk depth i = depth + 1 (exact, never capped)
-                    i = depth + 1
-                    mask = allowed[i]
-                    a = indptr[u]
-                    z = indptr[u + 1]
-                    m_lo = meet_ptr[i]
-                    m_hi = meet_ptr[i + 1]
-                    n_meet = m_hi - m_lo
-                    deg = z - a
-                    # scan the edges, or bisect them per meet node when that is cheaper
-                    intersect = n_meet * (np.log2(deg + 1.0) + 2.0) < deg
-                    mi = m_lo
-                    p = a
-                    while True:
-                        if intersect:
-                            if mi >= m_hi:
-                                break
-                            target = meet[mi]
-                            mi += 1
-                            p = _lower_bound(neighbor, a, z, target)
-                            work += 1
-                            p_end = p
-                            while p_end < z and neighbor[p_end] == target:
-                                p_end += 1
-                        else:
-                            if p >= z:
-                                break
-                            p_end = p + 1
-                        for e in range(p, p_end):
-                            v = neighbor[e]
-                            if not intersect:
-                                work += 1
-                            if onpath[v] or not (bmask[v] & mask):
-                                continue
-                            for j in range(0, db + 1):
-                                if not ((mask >> j) & 1) or not ((bmask[v] >> j) & 1):
-                                    continue
-                                k = bhead[v * (db + 1) + j]
-                                while k >= 0:
-                                    # the materialised half must not cross the walk
-                                    ok = True
-                                    kk = b_parent[k]
-                                    while kk >= 0:
-                                        if onpath[b_node[kk]]:
-                                            ok = False
-                                            break
-                                        kk = b_parent[kk]
-                                    if ok:
-                                        L = i + j
-                                        c = hop_cost * L + hub_weight * (walk_g[depth] + (node_cost[v] if j > 0 else 0.0) + b_cost[k])
-                                        # assemble the path in walk order
-                                        for x in range(depth):
-                                            path_buf[x] = walk_edges[x]
-                                        path_buf[depth] = e
-                                        x = depth + 1
-                                        kk = k
-                                        while b_depth[kk] > 0:
-                                            path_buf[x] = twin[b_edge[kk]]
-                                            x += 1
-                                            kk = b_parent[kk]
-                                        if swapped:
-                                            # reverse: walk T -> S becomes S -> T
-                                            for y in range(L // 2):
-                                                tmp = path_buf[y]
-                                                path_buf[y] = path_buf[L - 1 - y]
-                                                path_buf[L - 1 - y] = tmp
-                                            for y in range(L):
-                                                path_buf[y] = twin[path_buf[y]]
-                                        h = seed_h
-                                        for y in range(L):
-                                            h = _mix(h ^ np.uint64(path_buf[y]))
-                                        found += 1
-                                        # mode 0: drop, 1: append, 2: append + sift up, 3: replace the worst + sift down
-                                        mode = 0
-                                        if max_paths <= 0:
-                                            if n_t == k_cap:
-                                                k_cap *= 2
-                                                t_cost = np.concatenate((t_cost, np.empty(n_t, np.float64)))
-                                                t_hash = np.concatenate((t_hash, np.empty(n_t, np.uint64)))
-                                                t_hops = np.concatenate((t_hops, np.empty(n_t, np.int64)))
-                                                t_edges = np.concatenate((t_edges, np.full((n_t, H), -1, np.int64)))
-                                            slot = n_t
-                                            mode = 1
-                                        elif n_t < max_paths:
-                                            slot = n_t
-                                            mode = 2
-                                        elif _heap_less(c, h, t_cost[heap[0]], t_hash[heap[0]]):
-                                            slot = heap[0]
-                                            mode = 3
-                                        else:
-                                            slot = -1
-                                        if mode > 0:
-                                            t_cost[slot] = c
-                                            t_hash[slot] = h
-                                            t_hops[slot] = L
-                                            for y in range(H):
-                                                t_edges[slot, y] = path_buf[y] if y < L else -1
-                                        if mode == 1:
-                                            n_t += 1
-                                        elif mode == 2:
-                                            heap[n_t] = slot
-                                            n_t += 1
-                                            _sift_up(heap, n_t - 1, t_cost, t_hash)
-                                        elif mode == 3:
-                                            _sift_down(heap, n_t, t_cost, t_hash)
-                                    k = b_next[k]
-                        if not intersect:
-                            p = p_end
-                    # children of u (walk on), capped; skip when the walk is at full length
-                    if depth + 1 < da:
-                        walk_pos[depth] = a
-                        lim = z
-                        if fanout > 0 and z - a > fanout:
-                            lim = a + fanout
-                        walk_lim[depth] = lim
-                    else:
-                        walk_pos[depth] = 0
-                        walk_lim[depth] = 0
-                # next child of u
-                if walk_pos[depth] < walk_lim[depth]:
-                    e = pref[walk_pos[depth]]
-                    walk_pos[depth] += 1
-                    v = neighbor[e]
-                    work += 1
-                    if onpath[v]:
-                        continue
-                    g = walk_g[depth] + node_cost[v]
-                    if max_paths > 0 and n_t == max_paths:
-                        # every path through v has v inside and at least depth + 2 hops
-                        if hop_cost * (depth + 2) + hub_weight * g > t_cost[heap[0]]:
-                            continue
-                    walk_edges[depth] = e
-                    depth += 1
-                    walk_nodes[depth] = v
-                    walk_g[depth] = g
-                    onpath[v] = 1
-                    entering = True
-                else:
-                    onpath[u] = 0
-                    depth -= 1
-
-        # ---- reset the workspace, append this question's paths -------------
-        for k in range(nbp):
-            v = b_node[k]
-            bhead[v * (db + 1) + b_depth[k]] = -1
-            bmask[v] = 0
-        if n_out + n_t > o_cap:
-            new_cap = max(o_cap * 2, n_out + n_t)
-            o_q = np.concatenate((o_q[:n_out], np.empty(new_cap - n_out, np.int64)))
-            o_hops = np.concatenate((o_hops[:n_out], np.empty(new_cap - n_out, np.int64)))
-            o_cost = np.concatenate((o_cost[:n_out], np.empty(new_cap - n_out, np.float64)))
-            o_hash = np.concatenate((o_hash[:n_out], np.empty(new_cap - n_out, np.uint64)))
-            o_edges = np.concatenate((o_edges[:n_out], np.full((new_cap - n_out, H), -1, np.int64)))
-            o_cap = new_cap
-        # cheapest first, ties by hash: a stable sort by cost of the hash-sorted paths
-        by_hash = np.argsort(t_hash[:n_t])
-        order = by_hash[np.argsort(t_cost[:n_t][by_hash], kind="mergesort")]
-        for x in order:
-            o_q[n_out] = q
-            o_hops[n_out] = t_hops[x]
-            o_cost[n_out] = t_cost[x]
-            o_hash[n_out] = t_hash[x]
-            for y in range(H):
-                o_edges[n_out, y] = t_edges[x, y]
-            n_out += 1
+        top, n_t, swapped, work, found = _search_question(S, T, graph, bhead, bmask, walk, cand, allowed, search,
+                                                          fanout, H)
+        out, n_out = _append_paths(out, n_out, q, top, n_t)
         stats[q, 0] = work
         stats[q, 1] = found
+        stats[q, 2] = 1 if swapped else 0
+    o_q, o_hops, o_cost, o_hash, o_edges = out
     return o_q[:n_out], o_hops[:n_out], o_cost[:n_out], o_hash[:n_out], o_edges[:n_out], stats
