@@ -19,6 +19,7 @@ import pytest
 
 from kgscale.kg.graph import CSRGraph
 from kgscale.synth.paths import SearchConfig, SearchIndex, find_paths
+from tests.unit.test_paths import reference
 
 EXACT = dict(max_paths=0, fanout=0)
 SEEDS = [0, 1, 2, 3]
@@ -101,13 +102,6 @@ def as_steps(graph, index, trip, pb, nq):
     return out
 
 
-def reference(g, sources, targets, hops):
-    ref = set()
-    for s in sources:
-        for t in targets:
-            if s != t:
-                ref |= {tuple(p) for p in nx.all_simple_edge_paths(g, s, t, cutoff=hops)}
-    return ref
 
 
 @pytest.mark.parametrize("hops", [1, 2, 3])
