@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kgscale.errors import UserError
 
@@ -39,6 +39,42 @@ class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+STAGE_PATH = "stage_path"
+
+
+def stage_path(role: str, default: Any = ..., **kw: Any) -> Any:
+    """A stage config's field that says where the stage reads (``role="input"``:
+    another stage's output) or writes (``"output"``). ``kgscale run`` fills
+    them in from its run directory, and they stay out of the stage's
+    fingerprint view: where a result lies does not change what it holds
+    (an input's content is in its own stage's fingerprint)."""
+    if role not in ("input", "output"):
+        raise ValueError(f"stage_path: role must be 'input' or 'output', not {role!r}")
+    return Field(default, json_schema_extra={STAGE_PATH: role}, **kw)
+
+
+def fingerprint_view(cfg: BaseModel, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """What of a stage's config decides its output: every setting except its
+    :func:`stage_path` fields and ``overwrite``, derived from the model so
+    that no stage keeps a list of its own."""
+    skip: dict[str, Any] = {name: True for name in ("overwrite", *exclude)}
+    skip.update(_stage_paths(type(cfg)))
+    return cfg.model_dump(mode="json", exclude=skip)
+
+
+def _stage_paths(model: type[BaseModel]) -> dict[str, Any]:
+    """The :func:`stage_path` fields of ``model`` and of the models nested in
+    it, as an ``exclude`` mapping for ``model_dump``."""
+    found: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if isinstance(field.json_schema_extra, dict) and STAGE_PATH in field.json_schema_extra:
+            found[name] = True
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            if nested := _stage_paths(field.annotation):
+                found[name] = nested
+    return found
 
 
 def secret_from_env(var: str, *, what: str) -> str:
@@ -138,9 +174,3 @@ def build(model: type[M], data: dict[str, Any], *, source: str = "config", secti
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc, section)}") from None
 
-
-def load(model: type[M], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> M:
-    """Load a config: the YAML file (if any), then the overrides, then validation."""
-    data = read_yaml(path) if path is not None else {}
-    apply_overrides(data, list(overrides or []))
-    return build(model, data, source=str(path) if path else "overrides")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.kg.assemble import assemble
 from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rejects import RejectLog
@@ -22,7 +22,7 @@ from kgscale.ray_session import RayConfig, ensure_ray
 
 class IngestConfig(StrictModel):
     source: str
-    out: Path
+    out: Path = stage_path("output")
     # the first rejected row is fatal
     strict: bool = False
     # replace an existing snapshot at `out` (only once the new one is complete)

@@ -4,12 +4,18 @@ from __future__ import annotations
 from kgscale import config as cfgmod
 
 
-def config_sections(args, allowed: set[str], cli_values: dict[str, dict]) -> dict:
+def config_sections(args, allowed: set[str], cli_values: dict[str, dict], moved: dict[str, str] | None = None) -> dict:
     """The YAML file (``args.config``) with ``args.overrides`` applied and the
     subcommand's own flags (``cli_values[section][key]``, None = not given)
-    written on top. Sections other than ``allowed`` are an error."""
+    written on top. Sections other than ``allowed`` are an error; one in
+    ``moved`` (an old spelling) is an error that names its new one."""
     data = cfgmod.read_yaml(args.config) if getattr(args, "config", None) else {}
     cfgmod.apply_overrides(data, list(getattr(args, "overrides", []) or []))
+    for old, new in (moved or {}).items():
+        if old in data:
+            raise cfgmod.ConfigError(
+                f"{old}: is now spelled {new}, as in a `kgscale run` config (a stage's section is the same in "
+                f"both): write {old}.KEY as {new}.KEY")
     for name, values in cli_values.items():
         section = data.setdefault(name, {})
         if not isinstance(section, dict):

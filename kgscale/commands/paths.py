@@ -11,21 +11,18 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="paths directory to write")
     p.add_argument("--strict", action="store_true", help="the first question that cannot be searched is fatal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_config_args(p, "search.max_hops=3 search.max_paths=16 paths.workers=2")
+    add_config_args(p, "paths.search.max_hops=3 paths.search.max_paths=16 paths.workers=2")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from kgscale.ray_session import RayConfig
     from kgscale.synth.mining import PathsConfig, run_paths, summary
-    from kgscale.synth.paths import SearchConfig
 
     flags = {"questions": args.questions, "snapshot": args.snapshot, "out": args.out, "strict": args.strict or None,
              "overwrite": args.overwrite or None}
-    data = config_sections(args, {"paths", "search", "ray"}, {"paths": flags})
+    data = config_sections(args, {"paths", "ray"}, {"paths": flags}, moved={"search": "paths.search"})
     cfg = build_section(PathsConfig, data, "paths", args)
-    search = build_section(SearchConfig, data, "search", args)
-    ray_cfg = build_section(RayConfig, data, "ray", args)
-    manifest = run_paths(cfg, search, ray_cfg)
+    manifest = run_paths(cfg, build_section(RayConfig, data, "ray", args))
     print(summary(manifest, cfg.out))
     return 0

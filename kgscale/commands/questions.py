@@ -11,23 +11,19 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="questions directory to write")
     p.add_argument("--strict", action="store_true", help="the first rejected question is fatal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_config_args(p, "link.wordnet_dir=/usr/share/wordnet kg.hops=2")
+    add_config_args(p, "questions.link.wordnet_dir=/usr/share/wordnet questions.kg.hops=2")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from kgscale.ray_session import RayConfig
-    from kgscale.synth.questions_kg import KGQuestionsConfig
-    from kgscale.synth.questions_qa import LinkConfig
     from kgscale.synth.questions_stage import QuestionsConfig, run_questions, summary
 
     flags = {"source": args.source, "snapshot": args.snapshot, "out": args.out, "strict": args.strict or None,
              "overwrite": args.overwrite or None}
-    data = config_sections(args, {"questions", "link", "kg", "ray"}, {"questions": flags})
+    data = config_sections(args, {"questions", "ray"}, {"questions": flags},
+                           moved={"link": "questions.link", "kg": "questions.kg"})
     cfg = build_section(QuestionsConfig, data, "questions", args)
-    link = build_section(LinkConfig, data, "link", args)
-    kg = build_section(KGQuestionsConfig, data, "kg", args)
-    ray_cfg = build_section(RayConfig, data, "ray", args)
-    manifest = run_questions(cfg, link, kg, ray_cfg)
+    manifest = run_questions(cfg, build_section(RayConfig, data, "ray", args))
     print(summary(manifest, cfg.out))
     return 0

@@ -10,20 +10,17 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="rationales directory to write")
     p.add_argument("--strict", action="store_true", help="the first question without a rationale is fatal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_config_args(p, "teacher.kind=hf teacher.model=smollm2-135m-instruct")
+    add_config_args(p, "rationales.teacher.kind=hf rationales.teacher.model=smollm2-135m-instruct")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from kgscale.ray_session import RayConfig
     from kgscale.synth.rationales import RationalesConfig, run_rationales, summary
-    from kgscale.synth.teacher import TeacherConfig
 
     flags = {"paths": args.paths, "out": args.out, "strict": args.strict or None, "overwrite": args.overwrite or None}
-    data = config_sections(args, {"rationales", "teacher", "ray"}, {"rationales": flags})
+    data = config_sections(args, {"rationales", "ray"}, {"rationales": flags}, moved={"teacher": "rationales.teacher"})
     cfg = build_section(RationalesConfig, data, "rationales", args)
-    teacher = build_section(TeacherConfig, data, "teacher", args)
-    ray_cfg = build_section(RayConfig, data, "ray", args)
-    manifest = run_rationales(cfg, teacher, ray_cfg)
+    manifest = run_rationales(cfg, build_section(RayConfig, data, "ray", args))
     print(summary(manifest, cfg.out))
     return 0

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.examples import sample_queries, top_candidates
 from kgscale.eval.embedding import EmbedConfig, completion_views, embed_parts
@@ -87,8 +87,8 @@ class KGCConfig(KGCSettings):
     """The ``kgscale eval kgc`` stage: the settings, the snapshot it reads and
     the directory it writes."""
 
-    snapshot: Path
-    out: Path
+    snapshot: Path = stage_path("input")
+    out: Path = stage_path("output")
     overwrite: bool = False
 
 

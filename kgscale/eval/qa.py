@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from kgscale.config import stage_path
 from kgscale.eval.choices import ChoiceScorer, build_prompt, predictions, read_mc_jsonl
 from kgscale.eval.errors import EvalInputError
 from kgscale.eval.kgqa import Generator, questions_from_snapshot, read_questions, score
@@ -47,10 +48,10 @@ class QASettings(PoolConfig):
     # multiple-choice JSONL files, or folders of *.jsonl, or dataset:NAME from the registry
     data: list[Path] = []
     # a directory with rationales.parquet (or the file itself), joined on question_id
-    rationales: Path | None = None
+    rationales: Path | None = stage_path("input", None)
     # generation KGQA: question files, and/or a snapshot to synthesise 1-hop questions from
     kgqa: list[Path] = []
-    kgqa_snapshot: Path | None = None
+    kgqa_snapshot: Path | None = stage_path("input", None)
     kgqa_split: Literal["test", "valid", "train"] = "test"
     # which part of each QA file to score (kgscale.kg.qa_parts: a fixed split by
     # question id; `heldout` when a run trained on the `train` part)
@@ -84,7 +85,7 @@ class QASettings(PoolConfig):
 class QAConfig(QASettings):
     """The ``kgscale eval qa`` stage: the settings and the directory it writes."""
 
-    out: Path
+    out: Path = stage_path("output")
     overwrite: bool = False
 
 

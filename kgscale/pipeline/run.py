@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from kgscale.config import ConfigError, StrictModel, build
+from kgscale.config import ConfigError, StrictModel, build, fingerprint_view
 from kgscale.kg.registry import resolve_reference
 from kgscale.pipeline.report import headline
 from kgscale.pipeline.stages import StageResult, fingerprint, run_stage
@@ -98,6 +98,7 @@ class Pipeline:
         self.storage = RunStorage(self.run.dir, self.run.local_dir)
         self.dir = self.storage.local
         self.fp: dict[str, str] = {}
+        self.refs: dict[str, str] = {}  # a training run's output directory -> "@NAME"
         self.starts: dict[str, tuple[dict, list[str]]] = {}
         self.results: list[StageResult] = []
         self.plan: list[tuple[str, Path, str, Callable[[], Any]]] = []
@@ -115,8 +116,16 @@ class Pipeline:
             if key not in self.fp:
                 raise MissingStageError(f"{where}: {value} names no training run; runs are "
                                         f"{', '.join(k[6:] for k in self.fp if k.startswith('train/')) or 'none'}")
-            return str(self.out("train", name)), [self.fp[key]]
+            path = str(self.out("train", name))
+            self.refs[path] = value
+            return path, [self.fp[key]]
         return value, []
+
+    def _named(self, model: dict) -> dict:
+        """A model's settings for a fingerprint: a trained model by its run's
+        name ("@NAME"), not by where this run directory lies (its content is
+        in that run's fingerprint)."""
+        return {**model, "model": self.refs.get(model.get("model"), model.get("model"))}
 
     # -- stages -----------------------------------------------------------
     def _build(self) -> None:
@@ -156,53 +165,39 @@ class Pipeline:
         sec = _section(self.data, "ingest")
         cfg = build(IngestConfig, {**sec, "out": str(self.out("snapshot")), "overwrite": True},
                     source=self.source, section="ingest")
-        fp = fingerprint("ingest", cfg.model_dump(mode="json", exclude={"out", "overwrite"}), [], _source_stamp(cfg.source))
+        fp = fingerprint("ingest", fingerprint_view(cfg), [], _source_stamp(cfg.source))
         self._add("ingest", cfg.out, fp, lambda: run_ingest(cfg, self.ray))
 
     def _questions(self) -> None:
-        from kgscale.synth.questions_kg import KGQuestionsConfig
-        from kgscale.synth.questions_qa import LinkConfig
         from kgscale.synth.questions_stage import QuestionsConfig, run_questions
 
         sec = _section(self.data, "questions")
         source_ref = str(sec.get("source", ""))
         if source_ref.startswith("dataset:"):
             sec["source"] = resolve_reference(source_ref)
-        link = build(LinkConfig, sec.pop("link", {}) or {}, source=self.source, section="questions.link")
-        kg = build(KGQuestionsConfig, sec.pop("kg", {}) or {}, source=self.source, section="questions.kg")
         cfg = build(QuestionsConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("questions")),
                                       "overwrite": True}, source=self.source, section="questions")
-        config = {"questions": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}),
-                  "link": link.model_dump(mode="json"), "kg": kg.model_dump(mode="json")}
-        config["questions"]["source"] = source_ref  # the name, not where this machine keeps it
+        config = {**fingerprint_view(cfg), "source": source_ref}  # the name, not where this machine keeps it
         fp = fingerprint("questions", config, [self.fp["ingest"]], _source_stamp(source_ref))
-        self._add("questions", cfg.out, fp, lambda: run_questions(cfg, link, kg, self.ray))
+        self._add("questions", cfg.out, fp, lambda: run_questions(cfg, self.ray))
 
     def _paths(self) -> None:
         from kgscale.synth.mining import PathsConfig, run_paths
-        from kgscale.synth.paths import SearchConfig
 
-        sec = _section(self.data, "paths")
-        search = build(SearchConfig, sec.pop("search", {}) or {}, source=self.source, section="paths.search")
-        cfg = build(PathsConfig, {**sec, "questions": str(self.out("questions")), "snapshot": str(self.out("snapshot")),
-                                  "out": str(self.out("paths")), "overwrite": True}, source=self.source, section="paths")
-        config = {"paths": cfg.model_dump(mode="json", exclude={"out", "overwrite", "questions", "snapshot"}),
-                  "search": search.model_dump(mode="json")}
-        fp = fingerprint("paths", config, [self.fp["questions"]])
-        self._add("paths", cfg.out, fp, lambda: run_paths(cfg, search, self.ray))
+        cfg = build(PathsConfig, {**_section(self.data, "paths"), "questions": str(self.out("questions")),
+                                  "snapshot": str(self.out("snapshot")), "out": str(self.out("paths")), "overwrite": True},
+                    source=self.source, section="paths")
+        fp = fingerprint("paths", fingerprint_view(cfg), [self.fp["questions"]])
+        self._add("paths", cfg.out, fp, lambda: run_paths(cfg, self.ray))
 
     def _rationales(self) -> None:
         from kgscale.synth.rationales import RationalesConfig, run_rationales
-        from kgscale.synth.teacher import TeacherConfig
 
-        sec = _section(self.data, "rationales")
-        teacher = build(TeacherConfig, sec.pop("teacher", {}) or {}, source=self.source, section="rationales.teacher")
-        cfg = build(RationalesConfig, {**sec, "paths": str(self.out("paths")), "out": str(self.out("rationales")),
-                                       "overwrite": True}, source=self.source, section="rationales")
-        config = {"rationales": cfg.model_dump(mode="json", exclude={"out", "overwrite", "paths"}),
-                  "teacher": teacher.model_dump(mode="json")}
-        fp = fingerprint("rationales", config, [self.fp["paths"]])
-        self._add("rationales", cfg.out, fp, lambda: run_rationales(cfg, teacher, self.ray))
+        cfg = build(RationalesConfig, {**_section(self.data, "rationales"), "paths": str(self.out("paths")),
+                                       "out": str(self.out("rationales")), "overwrite": True},
+                    source=self.source, section="rationales")
+        fp = fingerprint("rationales", fingerprint_view(cfg), [self.fp["paths"]])
+        self._add("rationales", cfg.out, fp, lambda: run_rationales(cfg, self.ray))
 
     def _train(self, name: str) -> None:
         from kgscale.train.config import TrainConfig
@@ -238,7 +233,8 @@ class Pipeline:
         self.starts[name] = ({k: v for k, v in model.items() if k in ("model", "gguf_file", "kind", "seed")}, refs)
         sec.setdefault("train", {})["out"] = str(self.out("train", name))
         cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
-        fp = fingerprint(where, cfg.model_dump(mode="json", exclude={"ray"}), upstream)
+        view = fingerprint_view(cfg, exclude={"ray"})
+        fp = fingerprint(where, {**view, "model": self._named(view["model"])}, upstream)
         self._add(f"train/{name}", self.out("train", name), fp, lambda: _train_stage(cfg, fp, f"train/{name}"))
 
     def _eval_kgc(self, sec: dict) -> None:
@@ -272,7 +268,7 @@ class Pipeline:
         rank = build(RankConfig, sec.pop("rank", {}) or {}, source=self.source, section="eval.kgc.rank")
         cfg = build(KGCConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out(*name.split("/"))),
                                 "overwrite": True}, source=self.source, section="eval.kgc")
-        config = {"kgc": cfg.model_dump(mode="json", exclude={"out", "overwrite", "snapshot"}), "model": bb.model_dump(),
+        config = {"kgc": fingerprint_view(cfg), "model": self._named(bb.model_dump()),
                   "embed": embed.model_dump(mode="json"), "rank": rank.model_dump(mode="json")}
         fp = fingerprint(name, config, [self.fp["ingest"], *refs])
         self._add(name, cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
@@ -320,7 +316,8 @@ class Pipeline:
         sec["data"] = [resolve_reference(p) for p in data_refs]
         cfg = build(QAConfig, {**sec, "out": str(self.out(*name.split("/"))), "overwrite": True},
                     source=self.source, section="eval.qa")
-        config = {"qa": cfg.model_dump(mode="json", exclude={"out", "overwrite", "data"}), "model": bb.model_dump()}
+        # the data files are stamped by name and content, not by where this machine keeps them
+        config = {"qa": fingerprint_view(cfg, exclude={"data"}), "model": self._named(bb.model_dump())}
         fp = fingerprint(name, config, upstream, [_source_stamp(p) for p in data_refs])
         self._add(name, cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
 

@@ -14,8 +14,9 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.synth.paths import SearchConfig, find_paths_packed
 from kgscale.synth.schema import MINED_FIELDS, PATH_TYPE
 from kgscale.synth.shared_graph import SharedGraph
@@ -143,10 +144,10 @@ class PathMiner:
 
 class PathsConfig(StrictModel):
     # directory written by `kgscale questions` (or a questions .parquet file)
-    questions: Path
+    questions: Path = stage_path("input")
     # the snapshot the questions were linked against
-    snapshot: Path
-    out: Path
+    snapshot: Path = stage_path("input")
+    out: Path = stage_path("output")
     # triples the graph is built from; the default keeps valid/test triples
     # out of every mined path
     graph_splits: list[Literal["train", "valid", "test"]] = ["train"]
@@ -154,6 +155,8 @@ class PathsConfig(StrictModel):
     workers: int = 2
     # questions a map_batches call mines
     batch_size: int = 64
+    # the search: hops, caps, how many paths a question keeps
+    search: SearchConfig = Field(default_factory=SearchConfig)
     strict: bool = False
     overwrite: bool = False
 
@@ -168,8 +171,9 @@ def questions_file(path: Path) -> Path:
     return f
 
 
-def run_paths(cfg: PathsConfig, search: SearchConfig, ray_cfg=None) -> dict:
+def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
     """Mine paths for every question; write PATHS/paths.parquet, rejects, manifest."""
+    search = cfg.search
     import pyarrow.parquet as pq
     import ray
 
@@ -234,7 +238,7 @@ def run_paths(cfg: PathsConfig, search: SearchConfig, ray_cfg=None) -> dict:
             tmp,
             "paths",
             inputs={"questions": str(qfile), "snapshot": str(cfg.snapshot)},
-            config={"paths": cfg.model_dump(mode="json"), "search": search.model_dump()},
+            config={"paths": cfg.model_dump(mode="json")},
             graph={
                 "splits": list(shared.splits),
                 "entities": shared.graph.num_entities,

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.kg.graph import CSRGraph
 from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part, in_part
 from kgscale.kg.snapshot import Snapshot
@@ -35,8 +35,8 @@ KG_SOURCE = "kg"
 class QuestionsConfig(StrictModel):
     # a multiple-choice QA JSONL file, or "kg" to synthesise k-hop questions from the snapshot
     source: str
-    snapshot: Path
-    out: Path
+    snapshot: Path = stage_path("input")
+    out: Path = stage_path("output")
     # split label of QA rows; default: from the file name ("x.validation.jsonl" -> "validation")
     split: str | None = None
     # which part of a QA file to keep (kgscale.kg.qa_parts: a fixed split by
@@ -46,6 +46,10 @@ class QuestionsConfig(StrictModel):
     # linking actors, and lines a map_batches call links
     workers: int = 2
     batch_size: int = 256
+    # how QA text is linked to entity names (a QA file as source)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+    # how k-hop questions are drawn from the snapshot (source `kg`)
+    kg: KGQuestionsConfig = Field(default_factory=KGQuestionsConfig)
     strict: bool = False
     overwrite: bool = False
 
@@ -58,13 +62,14 @@ def build_name_index(snapshot: Snapshot, link: LinkConfig) -> NameIndex:
     if link.wordnet_dir:
         wn = Path(link.wordnet_dir)
         if not (wn / "data.noun").is_file():
-            raise SynthInputError(f"link.wordnet_dir: no WordNet data.noun in {wn} (apt-get install wordnet-base)")
+            raise SynthInputError(f"questions.link.wordnet_dir: no WordNet data.noun in {wn} (apt-get install wordnet-base)")
         aliases = wordnet_aliases(wn, ents["key"].to_pylist())
         exceptions = wordnet_exceptions(wn)
     return NameIndex.build(names, degree, aliases, exceptions, max_ngram=link.max_ngram)
 
 
-def run_questions(cfg: QuestionsConfig, link: LinkConfig, kg: KGQuestionsConfig, ray_cfg=None) -> dict:
+def run_questions(cfg: QuestionsConfig, ray_cfg=None) -> dict:
+    link, kg = cfg.link, cfg.kg
     timer = Timer()
     if cfg.out.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
@@ -74,7 +79,7 @@ def run_questions(cfg: QuestionsConfig, link: LinkConfig, kg: KGQuestionsConfig,
         with timer("synthesise"):
             table, synth_stats = synthesise(snapshot, kg)
         inputs = {"snapshot": str(cfg.snapshot)}
-        extra = {"synthesis": synth_stats, "config": {"questions": cfg.model_dump(mode="json"), "kg": kg.model_dump()}}
+        extra = {"synthesis": synth_stats, "config": {"questions": cfg.model_dump(mode="json", exclude={"link"})}}
     else:
         path = Path(cfg.source)
         if not path.is_file():
@@ -91,7 +96,7 @@ def run_questions(cfg: QuestionsConfig, link: LinkConfig, kg: KGQuestionsConfig,
             table = table.filter(pa.array(keep, pa.bool_()))
         inputs = {"source": str(path), "bytes": os.path.getsize(path), "sha256": file_sha256(path), "snapshot": str(cfg.snapshot)}
         extra = {"linking": {**link_stats, "index_names": len(index.names)},
-                 "config": {"questions": cfg.model_dump(mode="json"), "link": link.model_dump()}}
+                 "config": {"questions": cfg.model_dump(mode="json", exclude={"kg"})}}
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         pq.write_table(table, tmp / QUESTIONS_FILE)
         rejects.write(tmp / REJECTS_FILE)
@@ -182,6 +187,6 @@ def summary(manifest: dict, out: Path) -> str:
                 f"{100 * lk['question_linked']:.1f}% have a question entity, {100 * lk['answer_linked']:.1f}% a linked answer, "
                 f"{100 * lk['both_linked']:.1f}% both ({100 * lk['choices_linked']:.1f}% of all choices linked); ")
     else:
-        head = f"Synthesised {manifest['config']['kg']['hops']}-hop questions from the snapshot; "
+        head = f"Synthesised {manifest['config']['questions']['kg']['hops']}-hop questions from the snapshot; "
     return (f"{head}{c['questions']:,} questions written to {out} ({splits or 'none'}); "
             f"{rej['total']:,} rejected ({reasons}); {manifest['timings_s']['total']:.1f} s.")

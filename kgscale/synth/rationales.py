@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.synth import SynthInputError
 from kgscale.synth.schema import PATHS_FILE, RATIONALE_FIELDS, RATIONALES_FILE, RATIONALES_SCHEMA, REJECTS_FILE
 from kgscale.synth.teacher import TeacherConfig, build_messages, make_teacher, mentions_path_entity, prompt_sha256
@@ -27,10 +27,12 @@ INPUT_COLUMNS = ("question_id", "question", "answer", "paths")
 
 class RationalesConfig(StrictModel):
     # directory written by `kgscale paths`
-    paths: Path
-    out: Path
+    paths: Path = stage_path("input")
+    out: Path = stage_path("output")
     # teach only the first N questions with paths (smoke runs); None: all
     limit: int | None = Field(None, ge=1)
+    # who writes the rationales: a local model, an OpenAI-compatible endpoint, or the verbaliser
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     strict: bool = False
     overwrite: bool = False
 
@@ -77,13 +79,14 @@ class TeacherActor:
         return teach_table(batch, self.teacher, self.cfg)
 
 
-def run_rationales(cfg: RationalesConfig, teacher: TeacherConfig, ray_cfg=None) -> dict:
+def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
     import ray
 
     from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
     from kgscale.ray_session import ensure_ray
     from kgscale.synth.rejects import QuestionRejects
 
+    teacher = cfg.teacher
     timer = Timer()
     if cfg.out.exists() and not cfg.overwrite:
         raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
@@ -145,7 +148,7 @@ def run_rationales(cfg: RationalesConfig, teacher: TeacherConfig, ray_cfg=None) 
             tmp, "rationales",
             inputs={"paths": str(pfile)},
             teacher=teacher.teacher_id(),
-            config={"rationales": cfg.model_dump(mode="json"), "teacher": teacher.model_dump()},
+            config={"rationales": cfg.model_dump(mode="json", exclude={"teacher"}), "teacher": teacher.model_dump()},
             counts={
                 "questions": table.num_rows,
                 "without_path": no_path.num_rows,

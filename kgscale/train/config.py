@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
 from kgscale.kg.qa_parts import Part
 from kgscale.models.training import ModelSettings
 from kgscale.objectives import ObjectiveSettings
@@ -27,9 +27,9 @@ from kgscale.ray_session import RayConfig
 
 class DataSettings(StrictModel):
     # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
-    snapshot: Path | None = None
+    snapshot: Path | None = stage_path("input", None)
     # rationale stage output (a directory with rationales.parquet, or the file): KALE
-    rationales: Path | None = None
+    rationales: Path | None = stage_path("input", None)
     # snapshot split the samples come from
     split: Literal["train", "valid", "test"] = "train"
     # keep this many samples (after a seeded shuffle); None: all
@@ -95,7 +95,7 @@ class FaultInjection(StrictModel):
 
 class TrainSettings(StrictModel):
     # output model directory; checkpoints go to "<out>.ray/" beside it
-    out: Path | None = None
+    out: Path | None = stage_path("output", None)
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     # CPUs reserved per worker (its torch threads)

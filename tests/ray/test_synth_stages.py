@@ -102,12 +102,17 @@ def test_strict_makes_the_first_bad_row_fatal(tmp_path, capsys):
 
 def test_kg_questions_are_mined_per_split(tmp_path, capsys):
     snap = random_snapshot(tmp_path / "snap", n=60, relations=3, train=300, valid=40, test=40)
-    assert main(["questions", "kg", "--snapshot", str(snap), "--out", str(tmp_path / "q"), "kg.hops=2", "kg.train=20",
-                 "kg.valid=5", "kg.test=5", "kg.max_answers=50"]) == 0
+    # a stage's sub-sections are spelled as in a `kgscale run` config; the old top-level spelling names the new one
+    assert main(["questions", "kg", "--snapshot", str(snap), "--out", str(tmp_path / "q"), "kg.hops=2"]) == 2
+    assert "kg: is now spelled questions.kg" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    assert main(["questions", "kg", "--snapshot", str(snap), "--out", str(tmp_path / "q"), "questions.kg.hops=2",
+                 "questions.kg.train=20", "questions.kg.valid=5", "questions.kg.test=5",
+                 "questions.kg.max_answers=50"]) == 0
     manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
     assert manifest["counts"]["by_split"] == {"train": 20, "valid": 5, "test": 5}
     assert main(["paths", str(tmp_path / "q"), "--snapshot", str(snap), "--out", str(tmp_path / "p"),
-                 "paths.graph_splits=[train,valid,test]", "search.max_hops=2", "ray.progress_bars=false"]) == 0
+                 "paths.graph_splits=[train,valid,test]", "paths.search.max_hops=2", "ray.progress_bars=false"]) == 0
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["config"]["paths"]["search"]["max_hops"] == 2
     rows = pq.read_table(tmp_path / "p" / "paths.parquet").to_pylist()
     # over the full graph every question's own walk is a path of at most 2 hops
     for r in rows:
@@ -133,7 +138,7 @@ def test_http_teacher_in_an_actor_pool_records_failures_and_flags(tmp_path):
     with ChatServer(slow_s=1.5) as server:
         teacher = TeacherConfig(kind="openai", model="t", base_url=server.base_url, timeout_s=0.5, max_retries=2,
                                 backoff_s=0.01, workers=2, batch_size=2, concurrency=2)
-        manifest = run_rationales(RationalesConfig(paths=tmp_path / "p", out=tmp_path / "r"), teacher)
+        manifest = run_rationales(RationalesConfig(paths=tmp_path / "p", out=tmp_path / "r", teacher=teacher))
     c = manifest["counts"]
     assert c["rationales"] == 3 and c["teacher_failures"] == 2 and c["flagged"] == 1
     assert c["teacher_retries"] == 2 + 2 + 2  # flaky: 2, down: 2, slow: 2

@@ -1,6 +1,9 @@
 import pytest
 
-from kgscale.config import ConfigError, StrictModel, apply_overrides, build, load, secret_from_env
+from pathlib import Path
+
+from kgscale.config import (ConfigError, StrictModel, apply_overrides, build, fingerprint_view, read_yaml,
+                            secret_from_env, stage_path)
 
 
 class Inner(StrictModel):
@@ -12,6 +15,11 @@ class Outer(StrictModel):
     path: str
     flag: bool = False
     inner: Inner = Inner()
+
+
+def load(model, path, overrides=()):
+    """What every command does with --config and key=value overrides."""
+    return build(model, apply_overrides(read_yaml(path), list(overrides)), source=str(path))
 
 
 def test_yaml_plus_overrides_with_types(tmp_path):
@@ -66,3 +74,28 @@ def test_secrets_are_refused_in_configs_and_read_from_env(monkeypatch):
         secret_from_env("KGS_TEST_SECRET", what="neo4j password")
     monkeypatch.setenv("KGS_TEST_SECRET", "s3cret")
     assert secret_from_env("KGS_TEST_SECRET", what="x") == "s3cret"
+
+
+class Settings(StrictModel):
+    where: Path = stage_path("output")
+    size: int = 1
+
+
+class Stage(StrictModel):
+    reads: Path = stage_path("input")
+    out: Path = stage_path("output")
+    optional: Path | None = stage_path("input", None)
+    settings: Settings
+    overwrite: bool = False
+    strict: bool = False
+
+
+def test_fingerprint_view_leaves_out_stage_paths_at_every_depth_and_overwrite():
+    a = Stage(reads="/a/in", out="/a/out", optional="/a/x", settings={"where": "/a/w", "size": 2}, overwrite=True)
+    b = Stage(reads="/b/in", out="/b/out", settings={"where": "/b/w", "size": 2})
+    assert fingerprint_view(a) == fingerprint_view(b) == {"settings": {"size": 2}, "strict": False}
+    assert fingerprint_view(a, exclude={"strict"}) == {"settings": {"size": 2}}
+    # a setting is in the view: changing it changes the fingerprint
+    assert fingerprint_view(a.model_copy(update={"strict": True})) != fingerprint_view(a)
+    with pytest.raises(ValueError, match="role must be"):
+        stage_path("inptu")

@@ -35,6 +35,30 @@ def test_every_job_builds_all_its_stage_configs(path, tmp_path):
     assert all(str(out).startswith(str(tmp_path / "run")) for _, out, _, _ in pipeline.plan)
 
 
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.stem)
+def test_fingerprints_do_not_depend_on_where_the_run_directory_lies(path, tmp_path):
+    # each stage's fingerprint view is derived from its config model (its
+    # input and output paths left out) and a trained model counts by name, so
+    # a run moved to another directory or machine finds its stages current
+    here, there = read_yaml(path), read_yaml(path)
+    here["run"]["dir"], there["run"]["dir"] = str(tmp_path / "a" / "run"), str(tmp_path / "b" / "moved")
+    a, b = Pipeline(here, source=str(path)), Pipeline(there, source=str(path))
+    assert a.fp == b.fp and len(a.fp) >= 2
+
+
+def test_a_stage_section_is_spelled_as_for_its_own_command(tmp_path):
+    base = {"run": {"dir": str(tmp_path)}, "ingest": {"source": "dataset:wn18rr"},
+            "questions": {"source": "kg", "kg": {"hops": 2}}, "paths": {"search": {"max_hops": 2}},
+            "rationales": {"teacher": {"kind": "verbaliser"}}}
+    p = Pipeline(base)
+    fps = dict(p.fp)
+    with pytest.raises(ConfigError, match=r"paths\.search\.max_hpos: unknown key"):
+        Pipeline({**base, "paths": {"search": {"max_hpos": 2}}})
+    # a sub-section's setting is part of its stage's fingerprint and its downstream's
+    q = Pipeline({**base, "questions": {"source": "kg", "kg": {"hops": 3}}})
+    assert {n for n in fps if fps[n] != q.fp[n]} == {"questions", "paths", "rationales"}
+
+
 def test_quickstart_evaluates_the_starting_model_beside_the_trained_one():
     data = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     p = Pipeline(data)
