@@ -16,7 +16,7 @@ from kgscale.kg.sources import open_source
 from kgscale.kg.sources.crash_guard import read_guarded
 from kgscale.kg.sources.neo4j_source import Neo4jConfig
 from kgscale.kg.sources.sparql import SparqlConfig
-from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
+from kgscale.output import Timer, atomic_dir, file_sha256, refuse_existing, write_manifest
 from kgscale.ray_session import RayConfig, ensure_ray
 
 
@@ -44,8 +44,7 @@ class IngestConfig(StrictModel):
 def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     """Read ``cfg.source`` into a snapshot at ``cfg.out``; return the manifest."""
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     with timer("open"):
         source = open_source(
             cfg.source,

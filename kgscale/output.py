@@ -86,6 +86,15 @@ def place_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         link_or_copy(src, dst)
 
 
+def refuse_existing(out: str | os.PathLike, overwrite: bool,
+                    remedy: str = "pass --overwrite to replace it") -> None:
+    """A stage's first step: an output that exists is an error unless it may be
+    replaced, said before any work starts (``atomic_dir`` says it again at the
+    end, for an output that appeared meanwhile)."""
+    if Path(out).exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; {remedy}")
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block succeeds.
@@ -95,8 +104,7 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     new one is complete.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    refuse_existing(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -30,8 +30,10 @@ def config_sections(args, allowed: set[str], cli_values: dict[str, dict], moved:
     return data
 
 
-def build_section(model, data: dict, name: str, args):
-    return cfgmod.build(model, data.get(name, {}) or {}, source=args.config or "command line", section=name)
+def build_section(model, data: dict, name: str, args, prefix: str = ""):
+    """``data[name]`` validated by ``model``; errors name it as ``prefix + name``
+    (``kgc.embed`` for a section nested in ``kgc``)."""
+    return cfgmod.build(model, data.get(name, {}) or {}, source=args.config or "command line", section=prefix + name)
 
 
 def add_config_args(parser, example: str) -> None:

@@ -15,7 +15,7 @@ def register(sub) -> None:
     k.add_argument("--limit", type=int, help="evaluate only the first N triples of the split")
     k.add_argument("--strict", action="store_true", help="an entity without text is an error, not a skip")
     k.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_config_args(k, "embed.batch_size=128 rank.chunk_mb=32")
+    add_config_args(k, "kgc.embed.batch_size=128 kgc.rank.chunk_mb=32")
     k.set_defaults(func=run_kgc, command="eval kgc")
 
     q = evsub.add_parser("qa", help="multiple-choice accuracy and generation-based KGQA")
@@ -32,6 +32,21 @@ def register(sub) -> None:
     q.set_defaults(func=run_qa, command="eval qa")
 
 
+# the settings of the model, the embedder and the ranking are fields of the
+# stage's own section, spelled as in a `kgscale run` config's eval.kgc / eval.qa
+KGC_MOVED = {"model": "kgc.model", "embed": "kgc.embed", "rank": "kgc.rank"}
+QA_MOVED = {"model": "qa.model"}
+
+
+def _pop_model(section: dict, flag: str | None) -> dict:
+    from kgscale.models.backbone import model_section
+
+    model = model_section(section.pop("model", None))
+    if flag is not None:
+        model["model"] = flag
+    return model
+
+
 def run_kgc(args) -> int:
     from kgscale.eval.embedding import EmbedConfig
     from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc as run, summary
@@ -40,14 +55,14 @@ def run_kgc(args) -> int:
 
     flags = {"snapshot": args.snapshot, "out": args.out, "limit": args.limit, "strict": args.strict or None,
              "overwrite": args.overwrite or None}
-    data = config_sections(args, {"kgc", "model", "embed", "rank", "ray"},
-                           {"kgc": flags, "model": {"model": args.model}})
+    data = config_sections(args, {"kgc", "ray"}, {"kgc": flags}, moved=KGC_MOVED)
+    sec = data["kgc"]
+    parts = {"model": _pop_model(sec, args.model), "embed": sec.pop("embed", None) or {},
+             "rank": sec.pop("rank", None) or {}}
+    model, embed, rank = (build_section(cls, parts, name, args, prefix="kgc.")
+                          for cls, name in ((BackboneConfig, "model"), (EmbedConfig, "embed"), (RankConfig, "rank")))
     cfg = build_section(KGCConfig, data, "kgc", args)
-    model = build_section(BackboneConfig, data, "model", args)
-    embed = build_section(EmbedConfig, data, "embed", args)
-    rank = build_section(RankConfig, data, "rank", args)
-    ray_cfg = build_section(RayConfig, data, "ray", args)
-    result = run(cfg, model, embed, rank, ray_cfg)
+    result = run(cfg, model, embed, rank, build_section(RayConfig, data, "ray", args))
     print(summary(result, cfg.out))
     return 0
 
@@ -59,10 +74,9 @@ def run_qa(args) -> int:
 
     flags = {"data": args.data, "rationales": args.rationales, "kgqa": args.kgqa, "kgqa_snapshot": args.kgqa_snapshot,
              "out": args.out, "limit": args.limit, "strict": args.strict or None, "overwrite": args.overwrite or None}
-    data = config_sections(args, {"qa", "model", "ray"}, {"qa": flags, "model": {"model": args.model}})
+    data = config_sections(args, {"qa", "ray"}, {"qa": flags}, moved=QA_MOVED)
+    model = build_section(BackboneConfig, {"model": _pop_model(data["qa"], args.model)}, "model", args, prefix="qa.")
     cfg = build_section(QAConfig, data, "qa", args)
-    model = build_section(BackboneConfig, data, "model", args)
-    ray_cfg = build_section(RayConfig, data, "ray", args)
-    result = run(cfg, model, ray_cfg)
+    result = run(cfg, model, build_section(RayConfig, data, "ray", args))
     print(summary(result, cfg.out))
     return 0

@@ -12,11 +12,11 @@ of train + valid + test filtered out, and write::
       examples.json    a few seeded queries with their top-5 candidates
       ranks.parquet    one row a query: split row, head, relation, tail (ids and keys),
                        direction, target, rank
-      skipped.jsonl    test triples not evaluated, with the reason
+      rejects.jsonl    test triples not evaluated, with the reason
       manifest.json
 
 A test triple whose head or tail has no text cannot be embedded: it is
-skipped, counted and written to skipped.jsonl (``strict``: an error). An
+skipped, counted and written to rejects.jsonl (``strict``: an error). An
 entity without text is no candidate either. A snapshot without triples in the
 evaluated split is an error.
 """
@@ -38,6 +38,8 @@ from kgscale.eval.errors import EvalInputError
 from kgscale.eval.examples import sample_queries, top_candidates
 from kgscale.eval.embedding import EmbedConfig, completion_views, embed_parts
 from kgscale.kg.answers import AnswerIndex, query_keys
+from kgscale.kg.rejects import TripleRejects
+from kgscale.kg.snapshot import REJECTS
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
@@ -117,7 +119,7 @@ class KGCEvaluation:
     metrics: dict
     ranks: pa.Table
     examples: list[dict]
-    skipped: list[dict]
+    skipped: TripleRejects
     snapshot_created_at: str | None = None
 
 
@@ -156,15 +158,12 @@ def evaluate_kgc(snapshot, model: BackboneConfig | str, settings: KGCSettings | 
         rel_keys = snap.relations["key"].to_pylist()
         has_text = np.array([bool(t) for t in ent_texts])
         tokenizer = load_inference_tokenizer(model)
-    skipped = []
+    skipped = TripleRejects(strict=cfg.strict, error=EvalInputError)
     ok = has_text[head] & has_text[tail]
     for i in np.flatnonzero(~ok):
         missing = [keys[x] for x in (head[i], tail[i]) if not has_text[x]]
-        skipped.append({"split": cfg.split, "row": int(i), "head": keys[head[i]], "relation": int(rel[i]),
-                        "tail": keys[tail[i]], "reason": f"entity has no text: {', '.join(dict.fromkeys(missing))}"})
-    if skipped and cfg.strict:
-        s = skipped[0]
-        raise EvalInputError(f"{cfg.split} row {s['row']} ({s['head']} {s['relation']} {s['tail']}): {s['reason']}")
+        skipped.add(cfg.split, i, keys[head[i]], int(rel[i]), keys[tail[i]],
+                    f"entity has no text: {', '.join(dict.fromkeys(missing))}")
     rows = np.flatnonzero(ok)
     if len(rows) == 0:
         raise EvalInputError(f"every {cfg.split} triple names an entity without text; nothing to evaluate")
@@ -257,19 +256,16 @@ def evaluate_kgc(snapshot, model: BackboneConfig | str, settings: KGCSettings | 
 
 def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_kgc`, then its results written to ``cfg.out``."""
-    from kgscale.output import OutputExistsError
+    from kgscale.output import refuse_existing
 
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     ev = evaluate_kgc(cfg.snapshot, model, cfg, embed, rank, ray_cfg, timer)
     metrics, skipped = ev.metrics, ev.skipped
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         with timer("write"):
             pq.write_table(ev.ranks, tmp / "ranks.parquet")
-            with open(tmp / "skipped.jsonl", "w", encoding="utf-8") as f:
-                for s in skipped:
-                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+            skipped.write(tmp / REJECTS)
             (tmp / "examples.json").write_text(json.dumps(ev.examples, indent=1, ensure_ascii=False) + "\n",
                                                encoding="utf-8")
         metrics["timings_s"] = timer.total()
@@ -281,7 +277,7 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
             inputs={"snapshot": metrics["snapshot"], "snapshot_created_at": ev.snapshot_created_at},
             counts={"queries": metrics["queries"], "triples_evaluated": metrics["triples_evaluated"],
                     "candidates": metrics["candidates"]},
-            rejected={"total": len(skipped), "by_reason": {"entity has no text": len(skipped)} if skipped else {}},
+            rejected=skipped.summary(),
             metrics={side: metrics[side] for side in ("tail", "head", "both")},
             timings_s=metrics["timings_s"],
         )

@@ -326,11 +326,10 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_qa`, then its results written to ``cfg.out``."""
     import json
 
-    from kgscale.output import OutputExistsError
+    from kgscale.output import refuse_existing
 
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     ev = evaluate_qa(model, cfg, ray_cfg, timer)
     metrics = ev.metrics
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:

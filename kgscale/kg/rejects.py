@@ -71,6 +71,23 @@ class RejectLog(RowLog):
         super().write(path)
 
 
+class TripleRejects(RowLog):
+    """Triples of a split that a stage could not use (evaluation's test
+    triples naming an entity without text): the split, the row in it, the
+    triple's keys and the reason. With ``strict`` the first one raises
+    ``error`` (the stage's own input error class)."""
+
+    def __init__(self, strict: bool = False, error: type[Exception] = RejectedInputError) -> None:
+        super().__init__(strict)
+        self.error = error
+
+    def add(self, split: str, row: int, head: str, relation: int | str, tail: str, reason: str) -> None:
+        if self.strict:
+            raise self.error(f"{split} row {row} ({head} {relation} {tail}): {reason}")
+        self._record({"split": split, "row": int(row), "head": head, "relation": relation, "tail": tail,
+                      "reason": reason})
+
+
 MAX_REASON_CHARS = 500
 MAX_RAW_CHARS = 500
 

@@ -60,6 +60,16 @@ class BackboneConfig(StrictModel):
     seed: int = 0
 
 
+def model_section(value) -> dict:
+    """A model as a config spells it: a name (``model: all-minilm-l6-v2``) or
+    the mapping of a BackboneConfig (``model: {model: ..., kind: ...}``)."""
+    if value is None or isinstance(value, str):
+        return {} if value is None else {"model": value}
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"model: must be a name or a mapping of model settings, not {type(value).__name__}")
+    return dict(value)
+
+
 def with_absolute_path(cfg: BackboneConfig) -> BackboneConfig:
     """``cfg`` with a relative local model path made absolute. Ray workers
     (training, inference actors) run in their own working directory, so a

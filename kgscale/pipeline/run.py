@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,6 +59,38 @@ class RunSettings(StrictModel):
 class MissingStageError(ConfigError):
     """A stage's input comes from a stage the config does not have."""
 
+
+@dataclass(frozen=True)
+class ChainStage:
+    """How `kgscale run` drives one stage of the synthesis chain: the module
+    holding its config model and its driver ``run(cfg, ray_cfg) -> manifest``,
+    the stage it reads (None: it reads the source named in its section), and
+    which of its config's input fields are filled from which earlier stage's
+    directory. Its section is validated by the same model as `kgscale NAME
+    --config`."""
+
+    name: str
+    module: str
+    config: str
+    run: str
+    reads: str | None = None
+    inputs: dict = field(default_factory=dict)
+    # a `dataset:NAME` source is resolved to the registry's files here (ingest
+    # resolves its own and records the name in the snapshot)
+    resolve_source: bool = False
+
+
+CHAIN = (
+    ChainStage("ingest", "kgscale.ingest", "IngestConfig", "run_ingest"),
+    ChainStage("questions", "kgscale.synth.questions_stage", "QuestionsConfig", "run_questions", reads="ingest",
+               inputs={"snapshot": "ingest"}, resolve_source=True),
+    ChainStage("paths", "kgscale.synth.mining", "PathsConfig", "run_paths", reads="questions",
+               inputs={"questions": "questions", "snapshot": "ingest"}),
+    ChainStage("rationales", "kgscale.synth.rationales", "RationalesConfig", "run_rationales", reads="paths",
+               inputs={"paths": "paths"}),
+)
+# where each chain stage writes under the run directory
+CHAIN_DIRS = {"ingest": "snapshot", "questions": "questions", "paths": "paths", "rationales": "rationales"}
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -130,17 +163,11 @@ class Pipeline:
     # -- stages -----------------------------------------------------------
     def _build(self) -> None:
         d = self.data
-        if d.get("ingest"):
-            self._ingest()
-        if d.get("questions"):
-            _need(d, "questions", "ingest")
-            self._questions()
-        if d.get("paths"):
-            _need(d, "paths", "questions")
-            self._paths()
-        if d.get("rationales"):
-            _need(d, "rationales", "paths")
-            self._rationales()
+        for stage in CHAIN:
+            if d.get(stage.name):
+                if stage.reads:
+                    _need(d, stage.name, stage.reads)
+                self._chain_stage(stage)
         for name in (_section(d, "train") or {}):
             self._train(name)
         ev = _section(d, "eval")
@@ -159,45 +186,25 @@ class Pipeline:
         self.fp[name] = fp
         self.plan.append((name, out, fp, fn))
 
-    def _ingest(self) -> None:
-        from kgscale.ingest import IngestConfig, run_ingest
+    def _chain_stage(self, stage: "ChainStage") -> None:
+        """A stage of the chain ingest -> questions -> paths -> rationales: its
+        section, with its inputs and output filled in from the run directory."""
+        import importlib
 
-        sec = _section(self.data, "ingest")
-        cfg = build(IngestConfig, {**sec, "out": str(self.out("snapshot")), "overwrite": True},
-                    source=self.source, section="ingest")
-        fp = fingerprint("ingest", fingerprint_view(cfg), [], _source_stamp(cfg.source))
-        self._add("ingest", cfg.out, fp, lambda: run_ingest(cfg, self.ray))
-
-    def _questions(self) -> None:
-        from kgscale.synth.questions_stage import QuestionsConfig, run_questions
-
-        sec = _section(self.data, "questions")
-        source_ref = str(sec.get("source", ""))
-        if source_ref.startswith("dataset:"):
-            sec["source"] = resolve_reference(source_ref)
-        cfg = build(QuestionsConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out("questions")),
-                                      "overwrite": True}, source=self.source, section="questions")
-        config = {**fingerprint_view(cfg), "source": source_ref}  # the name, not where this machine keeps it
-        fp = fingerprint("questions", config, [self.fp["ingest"]], _source_stamp(source_ref))
-        self._add("questions", cfg.out, fp, lambda: run_questions(cfg, self.ray))
-
-    def _paths(self) -> None:
-        from kgscale.synth.mining import PathsConfig, run_paths
-
-        cfg = build(PathsConfig, {**_section(self.data, "paths"), "questions": str(self.out("questions")),
-                                  "snapshot": str(self.out("snapshot")), "out": str(self.out("paths")), "overwrite": True},
-                    source=self.source, section="paths")
-        fp = fingerprint("paths", fingerprint_view(cfg), [self.fp["questions"]])
-        self._add("paths", cfg.out, fp, lambda: run_paths(cfg, self.ray))
-
-    def _rationales(self) -> None:
-        from kgscale.synth.rationales import RationalesConfig, run_rationales
-
-        cfg = build(RationalesConfig, {**_section(self.data, "rationales"), "paths": str(self.out("paths")),
-                                       "out": str(self.out("rationales")), "overwrite": True},
-                    source=self.source, section="rationales")
-        fp = fingerprint("rationales", fingerprint_view(cfg), [self.fp["paths"]])
-        self._add("rationales", cfg.out, fp, lambda: run_rationales(cfg, self.ray))
+        module = importlib.import_module(stage.module)
+        config_class, run = getattr(module, stage.config), getattr(module, stage.run)
+        sec = _section(self.data, stage.name)
+        # a source is stamped by its name and content, not by where this machine keeps it
+        source = str(sec.get("source", "")) if "source" in config_class.model_fields else None
+        if source is not None and stage.resolve_source and source.startswith("dataset:"):
+            sec["source"] = resolve_reference(source)
+        inputs = {key: str(self.out(CHAIN_DIRS[of])) for key, of in stage.inputs.items()}
+        cfg = build(config_class, {**sec, **inputs, "out": str(self.out(CHAIN_DIRS[stage.name])), "overwrite": True},
+                    source=self.source, section=stage.name)
+        view = fingerprint_view(cfg) | ({"source": source} if source is not None else {})
+        fp = fingerprint(stage.name, view, [self.fp[stage.reads]] if stage.reads else [],
+                         _source_stamp(source) if source is not None else None)
+        self._add(stage.name, cfg.out, fp, lambda: run(cfg, self.ray))
 
     def _train(self, name: str) -> None:
         from kgscale.train.config import TrainConfig
@@ -238,12 +245,12 @@ class Pipeline:
         self._add(f"train/{name}", self.out("train", name), fp, lambda: _train_stage(cfg, fp, f"train/{name}"))
 
     def _eval_kgc(self, sec: dict) -> None:
-        from kgscale.models.backbone import BackboneConfig
+        from kgscale.models.backbone import BackboneConfig, model_section
 
         sec = copy.deepcopy(sec)
         _need(self.data, "eval.kgc", "ingest")
         model = sec.pop("model", None)
-        model = {"model": model} if isinstance(model, str) or model is None else model
+        model = model_section(model)
         ref = model.get("model")
         # a trained model is evaluated beside the model its run started from,
         # with identical settings, unless `compare_start: false`
@@ -296,11 +303,11 @@ class Pipeline:
 
     def _qa_stage(self, name: str, sec: dict) -> None:
         from kgscale.eval.qa import QAConfig, run_qa
-        from kgscale.models.backbone import BackboneConfig
+        from kgscale.models.backbone import BackboneConfig, model_section
 
         sec = copy.deepcopy(sec)
         model = sec.pop("model", None)
-        model = {"model": model} if isinstance(model, str) or model is None else model
+        model = model_section(model)
         model["model"], refs = self._model_ref(model.get("model"), f"{name.replace('/', '.')}.model")
         bb = build(BackboneConfig, model, source=self.source, section="eval.qa.model")
         upstream = list(refs)

@@ -178,7 +178,7 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
     import ray
 
     from kgscale.kg.snapshot import Snapshot
-    from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
+    from kgscale.output import Timer, atomic_dir, refuse_existing, write_manifest
     from kgscale.ray_session import ensure_ray
     from kgscale.synth import SynthInputError
     from kgscale.synth.rejects import QuestionRejects
@@ -186,8 +186,7 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
     from kgscale.synth.shared_graph import build_shared_graph, put_shared_graph
 
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     qfile = questions_file(cfg.questions)
     names = pq.read_schema(qfile).names
     missing = [c for c in ("question_id", "source_entities", "target_entities") if c not in names]

@@ -21,7 +21,7 @@ from kgscale.config import StrictModel, stage_path
 from kgscale.kg.graph import CSRGraph
 from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part, in_part
 from kgscale.kg.snapshot import Snapshot
-from kgscale.output import OutputExistsError, Timer, atomic_dir, file_sha256, write_manifest
+from kgscale.output import Timer, atomic_dir, file_sha256, refuse_existing, write_manifest
 from kgscale.synth import SynthInputError
 from kgscale.synth.linking import NameIndex, wordnet_aliases, wordnet_exceptions
 from kgscale.synth.questions_kg import KGQuestionsConfig, synthesise
@@ -71,8 +71,7 @@ def build_name_index(snapshot: Snapshot, link: LinkConfig) -> NameIndex:
 def run_questions(cfg: QuestionsConfig, ray_cfg=None) -> dict:
     link, kg = cfg.link, cfg.kg
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     snapshot = Snapshot(cfg.snapshot)
     rejects = QuestionRejects(strict=cfg.strict)
     if cfg.source == KG_SOURCE:

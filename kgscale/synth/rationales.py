@@ -82,14 +82,13 @@ class TeacherActor:
 def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
     import ray
 
-    from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
+    from kgscale.output import Timer, atomic_dir, refuse_existing, write_manifest
     from kgscale.ray_session import ensure_ray
     from kgscale.synth.rejects import QuestionRejects
 
     teacher = cfg.teacher
     timer = Timer()
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
+    refuse_existing(cfg.out, cfg.overwrite)
     pfile = cfg.paths / PATHS_FILE if cfg.paths.is_dir() else cfg.paths
     if not pfile.is_file():
         raise SynthInputError(f"paths not found: {pfile} (run `kgscale paths ... --out {cfg.paths}` first)")

@@ -33,7 +33,7 @@ from kgscale.config import ConfigError
 from kgscale.models.backbone import ModelLoadError, with_absolute_path
 from kgscale.models.training import resolve_precision
 from kgscale.objectives import objective_class
-from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, write_manifest
+from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, refuse_existing, write_manifest
 from kgscale.samples.rejects import SampleRejects
 from kgscale.train import TrainError
 from kgscale.train.config import TrainConfig
@@ -136,11 +136,11 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
         return run_dir
     if overwrite:
         shutil.rmtree(run_dir, ignore_errors=True)
-    elif out.exists():
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue its run")
-    elif has_run:
-        raise OutputExistsError(f"{run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
-                                "or --overwrite to start over")
+    else:
+        refuse_existing(out, overwrite, "pass --overwrite to replace it or --resume to continue its run")
+        if has_run:
+            raise OutputExistsError(f"{run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
+                                    "or --overwrite to start over")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

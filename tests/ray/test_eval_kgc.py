@@ -22,7 +22,7 @@ RELATIONS = "id\ttext\nr0\tpart of\nr1\tnear\n"
 TRAIN = "e0\tr0\te1\ne0\tr0\te2\ne1\tr1\te3\ne2\tr1\te3\ne4\tr0\te5\ne5\tr1\te6\ne6\tr0\te7\ne7\tr1\te8\ne8\tr0\te9\n"
 VALID = "e3\tr0\te4\n"
 TEST = "e0\tr0\te3\ne9\tr1\te0\ne2\tr0\te5\n"
-FLAGS = ["ray.progress_bars=false", "embed.batch_size=8", "embed.dtype=float32"]
+FLAGS = ["ray.progress_bars=false", "kgc.embed.batch_size=8", "kgc.embed.dtype=float32"]
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +107,18 @@ def test_evaluate_kgc_is_the_stage_without_its_directory(snapshot, tmp_path):
     for side in ("tail", "head", "both", "per_relation", "excluding_query_entity"):
         assert ev.metrics[side] == stage[side], side
     assert ev.ranks.to_pylist() == pq.read_table(out / "ranks.parquet").to_pylist()
-    assert len(ev.examples) == 3 and ev.skipped == []
+    assert len(ev.examples) == 3 and len(ev.skipped) == 0
     with pytest.raises(Exception, match="not found"):
         evaluate_kgc(snapshot, str(tmp_path / "no-such-model"))
 
 
 def test_sharded_ranking_gives_the_same_ranks(snapshot, tmp_path):
-    """rank.shards: the candidates held by 2 Ray actors, every rank as in the driver."""
+    """kgc.rank.shards: the candidates held by 2 Ray actors, every rank as in the driver."""
     outs = {}
     for shards in (0, 2):
         outs[shards] = tmp_path / f"eval{shards}"
         assert main(["eval", "kgc", "--snapshot", str(snapshot), "--model", "tiny-llama", "--out", str(outs[shards]),
-                     *FLAGS, f"rank.shards={shards}", "rank.shard_cpus=0.5"]) == 0
+                     *FLAGS, f"kgc.rank.shards={shards}", "kgc.rank.shard_cpus=0.5"]) == 0
     single, sharded = (pq.read_table(outs[s] / "ranks.parquet") for s in (0, 2))
     assert sharded.column("rank").to_pylist() == single.column("rank").to_pylist()
     assert sharded.column("rank_excluding_query_entity").to_pylist() == \
@@ -154,8 +154,10 @@ def test_entity_without_text_is_a_counted_skip_or_strict_error(tmp_path, capsys)
     m = json.loads((out / "metrics.json").read_text())
     assert m["triples_evaluated"] == 1 and m["triples_skipped"]["total"] == 1
     assert m["candidates"] == 3 and m["candidates_without_text"] == 1
-    skipped = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
+    skipped = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
     assert skipped == [{"split": "test", "row": 1, "head": "c", "relation": 0, "tail": "a", "reason": "entity has no text: c"}]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rejected"] == {"total": 1, "by_reason": {"entity has no text": 1}}
     assert main(["eval", "kgc", "--snapshot", str(snap), "--model", "tiny-llama", "--out", str(tmp_path / "e2"),
                  "--strict", *FLAGS]) == 2
     assert "entity has no text: c" in capsys.readouterr().err

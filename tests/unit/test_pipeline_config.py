@@ -117,3 +117,21 @@ def test_a_finished_stage_with_the_same_fingerprint_is_skipped(tmp_path):
     assert not run_stage("x", out, fingerprint("x", {"a": 2}, []), work).skipped  # config changed
     assert not run_stage("x", out, fingerprint("x", {"a": 2}, []), work, force=True).skipped
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["eval", "kgc", "embed.batch_size=8"], "embed: is now spelled kgc.embed"),
+    (["eval", "kgc", "rank.shards=2"], "rank: is now spelled kgc.rank"),
+    (["eval", "kgc", "model.kind=causal"], "model: is now spelled kgc.model"),
+    (["eval", "qa", "model.kind=causal"], "model: is now spelled qa.model"),
+    # the new spelling is validated by the same models as eval.kgc / eval.qa in a run config
+    (["eval", "kgc", "kgc.embed.batch_sise=8"], "kgc.embed.batch_sise: unknown key"),
+    (["eval", "kgc", "kgc.rank.shards=-1"], "kgc.rank.shards"),
+    (["eval", "qa", "qa.model.knd=causal"], "qa.model.knd: unknown key"),
+])
+def test_eval_sections_are_spelled_as_in_a_run_config(argv, said, tmp_path, capsys):
+    from kgscale.cli import main
+
+    # each error is raised while the config is read, before Ray or a model starts
+    assert main([*argv, "--model", "tiny-llama", "--out", str(tmp_path / "out")]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "out").exists()
