@@ -144,6 +144,7 @@ def quiet(log_dir: Path, verbose: bool = False) -> Path | None:
         return None
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
+    _no_weight_bars()
     driver = logging.FileHandler(log_dir / "driver.log", encoding="utf-8")
     driver.kgscale_run_log = True
     driver.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -159,6 +160,17 @@ def quiet(log_dir: Path, verbose: bool = False) -> Path | None:
         lg.addHandler(driver)
     quiet_workers(log_dir)
     return log_dir
+
+
+def _no_weight_bars() -> None:
+    """transformers' bars on the driver ("Loading weights", "Writing model
+    shards": a packaged model converted or a tiny model written on a machine's
+    first run) off; on workers the same lines are filtered by WORKER_NOISE."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def quiet_workers(log_dir: Path) -> None:

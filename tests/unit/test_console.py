@@ -74,3 +74,31 @@ def test_a_ticker_prints_every_so_often_and_a_closing_line():
     t.update(5)
     t.done()
     assert quick.getvalue() == ""  # work that took no time shows nothing
+
+
+def test_a_quiet_run_turns_transformers_bars_off_on_the_driver(tmp_path, capsys):
+    # a machine's first run converts the packaged GGUF model and writes the tiny
+    # models from the driver; their "Loading weights" / "Writing model shards"
+    # bars are library noise on a quiet console (they stay with -v)
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from kgscale.console import quiet
+
+    hf_logging.enable_progress_bar()
+    before = {name: list(logging.getLogger(name).handlers) for name in ("ray", "ray.data")}
+    try:
+        assert quiet(tmp_path / "v", verbose=True) is None and hf_logging.is_progress_bar_enabled()
+        quiet(tmp_path / "logs")
+        assert not hf_logging.is_progress_bar_enabled()
+        for _ in hf_logging.tqdm(range(3), desc="Writing model shards"):
+            pass
+        assert "Writing model shards" not in capsys.readouterr().err
+    finally:
+        hf_logging.enable_progress_bar()
+        for name, handlers in before.items():
+            lg = logging.getLogger(name)
+            for h in [h for h in lg.handlers if h not in handlers]:
+                lg.removeHandler(h)
+                h.close()
