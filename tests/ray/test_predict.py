@@ -18,8 +18,11 @@ from kgscale.kg.snapshot import Snapshot
 from kgscale.kg.text import query_text
 from kgscale.models.embed import Embedder
 from tests.conftest import write_benchmark
-from tests.ray.test_eval_kgc import ENTITIES, FLAGS, RELATIONS, TRAIN
+from tests.ray.test_eval_kgc import ENTITIES, RELATIONS, TRAIN
 from tests.servers.sparql import FailingProxy, OxigraphServer
+
+# `kgscale predict` has top-level model/embed sections (it is no stage of `kgscale run`)
+FLAGS = ["ray.progress_bars=false", "embed.batch_size=8", "embed.dtype=float32"]
 
 
 
