@@ -78,10 +78,16 @@ class ChainStage:
     # a `dataset:NAME` source is resolved to the registry's files here (ingest
     # resolves its own and records the name in the snapshot)
     resolve_source: bool = False
+    # its directory under the run directory (default: its name)
+    dir: str = ""
+
+    @property
+    def out(self) -> str:
+        return self.dir or self.name
 
 
 CHAIN = (
-    ChainStage("ingest", "kgscale.ingest", "IngestConfig", "run_ingest"),
+    ChainStage("ingest", "kgscale.ingest", "IngestConfig", "run_ingest", dir="snapshot"),
     ChainStage("questions", "kgscale.synth.questions_stage", "QuestionsConfig", "run_questions", reads="ingest",
                inputs={"snapshot": "ingest"}, resolve_source=True),
     ChainStage("paths", "kgscale.synth.mining", "PathsConfig", "run_paths", reads="questions",
@@ -89,8 +95,7 @@ CHAIN = (
     ChainStage("rationales", "kgscale.synth.rationales", "RationalesConfig", "run_rationales", reads="paths",
                inputs={"paths": "paths"}),
 )
-# where each chain stage writes under the run directory
-CHAIN_DIRS = {"ingest": "snapshot", "questions": "questions", "paths": "paths", "rationales": "rationales"}
+CHAIN_DIRS = {stage.name: stage.out for stage in CHAIN}  # where each chain stage writes under the run directory
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -199,7 +204,7 @@ class Pipeline:
         if source is not None and stage.resolve_source and source.startswith("dataset:"):
             sec["source"] = resolve_reference(source)
         inputs = {key: str(self.out(CHAIN_DIRS[of])) for key, of in stage.inputs.items()}
-        cfg = build(config_class, {**sec, **inputs, "out": str(self.out(CHAIN_DIRS[stage.name])), "overwrite": True},
+        cfg = build(config_class, {**sec, **inputs, "out": str(self.out(stage.out)), "overwrite": True},
                     source=self.source, section=stage.name)
         view = fingerprint_view(cfg) | ({"source": source} if source is not None else {})
         fp = fingerprint(stage.name, view, [self.fp[stage.reads]] if stage.reads else [],
