@@ -14,8 +14,8 @@ def config_sections(args, allowed: set[str], cli_values: dict[str, dict], moved:
     for old, new in (moved or {}).items():
         if old in data:
             raise cfgmod.ConfigError(
-                f"{old}: is now spelled {new}, as in a `kgscale run` config (a stage's section is the same in "
-                f"both): write {old}.KEY as {new}.KEY")
+                f"{old}: is now spelled {new} (a stage's section holds its sub-sections, as its section in a "
+                f"`kgscale run` config does): write {old}.KEY as {new}.KEY")
     for name, values in cli_values.items():
         section = data.setdefault(name, {})
         if not isinstance(section, dict):
