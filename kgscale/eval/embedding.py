@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import ray
+from pydantic import Field
 
 from kgscale.eval.pool import PoolConfig, map_batches_args, threads
 from kgscale.models.backbone import BackboneConfig
@@ -29,9 +30,12 @@ class EmbedConfig(PoolConfig):
     # texts per Ray Data batch handed to an actor
     batch_size: int = 2048
     # per forward pass: at most this many texts and this many padded tokens
-    # (texts of similar length share a pass: kgscale.models.embed.length_batches)
-    micro_batch: int = 512
-    micro_batch_tokens: int = 16384
+    # (texts of similar length share a pass: kgscale.models.embed.length_batches);
+    # None: by the model's width on a CPU (a pass's hidden states about a
+    # million elements: 2,730 tokens for MiniLM), 16,384 on a GPU
+    # (kgscale.models.embed.pass_tokens)
+    micro_batch: int = Field(512, ge=1)
+    micro_batch_tokens: int | None = Field(None, ge=1)
     # auto: bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere
     dtype: DTypeChoice = "auto"
     # reuse embeddings of the same texts by the same weights (kgscale.models.embed_cache)

@@ -36,6 +36,30 @@ def torch_dtype(choice: str, device: str):
     return getattr(torch, choice)
 
 
+# Padded tokens a forward pass holds. On a CPU the pass is fastest when one
+# hidden-state tensor of the batch (tokens x width) is about a million
+# elements (2 MiB in bf16), so that a layer's activations stay in cache:
+# embedding WN18RR's views with 2 threads, 2,730 tokens a pass against 16,384
+# ran all-MiniLM-L6-v2 (width 384) 1.45x faster and SmolLM2-135M (576)
+# 2.3x faster, and the 64-wide tiny model, whose cost is per-pass overhead,
+# keeps its 16,384 (bench/embed_throughput.py, docs/evaluation.md). A GPU
+# wants the larger passes.
+CPU_PASS_ELEMENTS = 1 << 20
+GPU_PASS_TOKENS = 16384
+
+
+def model_width(config) -> int:
+    """The hidden size of a Hugging Face config (``d_model`` for T5/BART)."""
+    return int(config.hidden_size if hasattr(config, "hidden_size") else config.d_model)
+
+
+def pass_tokens(width: int, device: str) -> int:
+    """The default padded-token budget of one forward pass (see above)."""
+    if torch.device(device).type != "cpu":
+        return GPU_PASS_TOKENS
+    return max(256, min(GPU_PASS_TOKENS, CPU_PASS_ELEMENTS // max(1, width)))
+
+
 def length_batches(lengths: np.ndarray, max_tokens: int, max_rows: int) -> list[np.ndarray]:
     """Rows grouped for padding-free-ish batches: sorted by length (longest
     first, so a memory problem shows at once), then cut so that a batch's
@@ -64,14 +88,17 @@ def pad_ids(rows: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.inference_mode()
-def embed_ids(trunk, rows: list, pooling: str, pad_id: int, *, max_tokens: int = 16384, max_rows: int = 512,
+def embed_ids(trunk, rows: list, pooling: str, pad_id: int, *, max_tokens: int | None = None, max_rows: int = 512,
               device: str = "cpu", autocast_dtype=None) -> np.ndarray:
     """float32 [len(rows), D] unit rows for token-id lists (each already a
     whole view, :func:`kgscale.models.tokenize.view_ids`), in input order.
     Batches are formed by length (:func:`length_batches`), so a batch pads
-    only to its own longest row. ``autocast_dtype``: compute under autocast
+    only to its own longest row, of at most ``max_tokens`` padded tokens
+    (None: :func:`pass_tokens` for the model's width). ``autocast_dtype``: compute under autocast
     (a model kept in fp32 for training); None runs in the weights' dtype."""
     lengths = np.fromiter((len(x) for x in rows), dtype=np.int64, count=len(rows))
+    if max_tokens is None:
+        max_tokens = pass_tokens(model_width(trunk.config), device)
     out = None
     for sel in length_batches(lengths, max_tokens, max_rows):
         ids, mask = pad_ids([rows[i] for i in sel], pad_id)
@@ -137,11 +164,12 @@ class Embedder:
     which), loading each distinct model once: one actor pool embeds the
     entity and the query views of an evaluation, not two. Texts are tokenised
     in one batched call and embedded in length-sorted micro-batches of at
-    most ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens."""
+    most ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens (None:
+    by the model's width and the device, :func:`pass_tokens`)."""
 
     def __init__(self, model: dict, pooling: PoolingChoice = "auto", max_length: int = 64,
                  dtype: DTypeChoice = "auto", num_threads: int | None = None, device: str | None = None,
-                 micro_batch: int = 512, micro_batch_tokens: int = 16384,
+                 micro_batch: int = 512, micro_batch_tokens: int | None = None,
                  role: Role | tuple[Role, ...] | list[Role] = "query") -> None:
         from kgscale.models.towers import key_tower_dir
 
@@ -181,7 +209,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model)
+        return model_width(self.model.config)
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch["text"]]

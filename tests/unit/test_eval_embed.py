@@ -131,3 +131,22 @@ def test_one_embedder_serves_both_towers_of_a_two_tower_model(tmp_path):
     assert one.towers["key"] is one.towers["query"]
     with pytest.raises(ValueError, match="roles are query and key"):
         Embedder({"model": "tiny-bert"}, role="entity")
+
+
+def test_pass_budget_follows_the_model_width_on_a_cpu_and_never_changes_the_embeddings():
+    from kgscale.models.embed import embed_ids, pass_tokens
+    from kgscale.models.tokenize import view_ids
+
+    # a pass's hidden states about a million elements on a CPU; a GPU keeps large passes
+    assert pass_tokens(384, "cpu") == (1 << 20) // 384
+    assert pass_tokens(64, "cpu") == 16384 and pass_tokens(8192, "cpu") == 256
+    assert pass_tokens(384, "cuda") == 16384
+    emb = Embedder({"model": "all-minilm-l6-v2"}, max_length=64, dtype="float32")
+    texts = [f"{t} {i}" * (1 + i % 4) for i, t in enumerate(TEXTS * 20)]
+    rows = view_ids(emb.tokenizer, texts, 64, emb.append_eos)
+    one_pass = embed_ids(emb.model, rows, emb.pooling, emb.pad_id, max_tokens=1 << 20, max_rows=1 << 20)
+    # the default budget and a tiny one (a pass of one or two texts) give the same rows, in input order
+    for budget in (None, 40):
+        got = embed_ids(emb.model, rows, emb.pooling, emb.pad_id, max_tokens=budget)
+        np.testing.assert_allclose(got, one_pass, atol=1e-5)
+    np.testing.assert_allclose(emb.embed(texts), one_pass, atol=1e-5)
