@@ -160,8 +160,12 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
             lines.append(f"{loc}: required key is missing")
         else:
             got = err.get("input")
-            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            lines.append(f"{loc}: {err['msg']} (got {shown})")
+            msg = err["msg"].removeprefix("Value error, ")
+            if not isinstance(got, (dict, list)):
+                shown = f" (got {got!r})"
+            else:  # a whole section's own check (a model validator) says what is wrong with it
+                shown = "" if err["type"] == "value_error" else f" (got {type(got).__name__})"
+            lines.append(f"{msg}{shown}" if loc == "(top level)" else f"{loc}: {msg}{shown}")
     return "; ".join(lines)
 
 

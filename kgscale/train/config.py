@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kgscale.config import StrictModel, stage_path
 from kgscale.kg.qa_parts import Part
@@ -26,6 +26,10 @@ from kgscale.ray_session import RayConfig
 
 
 class DataSettings(StrictModel):
+    """The ``data`` section. Fields marked KaLM / KALE / KILM are that method's
+    own (its ``Method.data_fields``, kgscale.train.methods): TrainConfig refuses
+    one set away from its default for another objective."""
+
     # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
     snapshot: Path | None = stage_path("input", None)
     # rationale stage output (a directory with rationales.parquet, or the file): KALE
@@ -142,6 +146,15 @@ class TrainConfig(StrictModel):
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _data_suits_the_objective(self):
+        from kgscale.train.methods import foreign_data_settings
+
+        why = foreign_data_settings(self.objective.name, self.data)
+        if why:
+            raise ValueError(why)
+        return self
 
     def record(self) -> dict:
         """Every setting, as the run's ``train_config.yaml`` keeps it: a file

@@ -11,7 +11,9 @@ of testing the objective's name.
 
 Adding a fourth method: its objective module and settings in
 ``kgscale/objectives/`` (registered there), its sample builder and tokeniser
-in ``kgscale/samples/``, and one :class:`Method` here.
+in ``kgscale/samples/``, its own ``data`` fields in
+:class:`kgscale.train.config.DataSettings`, and one :class:`Method` here
+naming them (``data_fields``).
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ class Method:
     check_tokenizer: Callable | None = None
     #: (cfg, preflight, timer) -> extra entries for the workers' ``info``
     worker_info: Callable | None = None
+    #: the ``data`` fields only this method reads (the rest are every
+    #: method's); another method's config that sets one is refused
+    data_fields: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- KaLM
@@ -70,8 +75,10 @@ def _kalm_contrastive_info(cfg, pre, timer) -> dict:
     return info
 
 
-KALM_CONTRASTIVE = Method("snapshot", _kalm_samples, _kalm_tokenizer, worker_info=_kalm_contrastive_info)
-KALM_LM = Method("snapshot", _kalm_samples, _kalm_tokenizer)
+KALM_DATA = ("max_entity_length", "inverse", "lm_prompt")
+KALM_CONTRASTIVE = Method("snapshot", _kalm_samples, _kalm_tokenizer, worker_info=_kalm_contrastive_info,
+                          data_fields=KALM_DATA)
+KALM_LM = Method("snapshot", _kalm_samples, _kalm_tokenizer, data_fields=KALM_DATA)
 
 
 # ---------------------------------------------------------------- KALE
@@ -89,7 +96,8 @@ def _kale_tokenizer(cfg, base: dict, decoder_start_token_id, kind: str):
     return KALETokenize, base
 
 
-KALE = Method("rationales", _kale_samples, _kale_tokenizer)
+KALE = Method("rationales", _kale_samples, _kale_tokenizer,
+              data_fields=("skip_flagged", "questions", "questions_part"))
 
 
 # ---------------------------------------------------------------- KILM
@@ -116,7 +124,8 @@ def _kilm_check_tokenizer(cfg, tokenizer) -> None:
         raise ConfigError(f"model.model: KILM needs a tokenizer with a mask token; {cfg.model.model!r} has none")
 
 
-KILM = Method("snapshot", _kilm_samples, _kilm_tokenizer, check_tokenizer=_kilm_check_tokenizer)
+KILM = Method("snapshot", _kilm_samples, _kilm_tokenizer, check_tokenizer=_kilm_check_tokenizer,
+              data_fields=("neighbours", "mask_ratio", "poisson_lambda", "max_description_length"))
 
 
 #: objective.name -> its method
@@ -129,3 +138,21 @@ def method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise ValueError(f"unknown objective {name!r}; objectives are {', '.join(sorted(METHODS))}") from None
+
+
+def foreign_data_settings(name: str, data) -> str | None:
+    """Why ``data`` (a DataSettings) does not suit objective ``name``: a field
+    that only other methods read, set away from its default (a recorded
+    config, which writes every default, is taken back as it is); None when
+    it suits."""
+    own = set(method(name).data_fields)
+    defaults = type(data)()
+    for field in type(data).model_fields:
+        if field in own or getattr(data, field) == getattr(defaults, field):
+            continue
+        owners = sorted(n for n, m in METHODS.items() if field in m.data_fields)
+        if owners:
+            return (f"data.{field} is a setting of objective {' / '.join(owners)}, which objective {name} does not "
+                    f"read; remove it (objective {name} reads data.{', data.'.join(method(name).data_fields) or '...'} "
+                    "besides every method's settings)")
+    return None

@@ -174,3 +174,21 @@ def test_a_lora_preflight_resolves_the_backbone_and_reads_its_config_once(tmp_pa
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", counted_config)
     assert preflight(cfg).kind == "causal"
     assert calls == {"resolve": 1, "config": 1}
+
+
+def test_a_data_setting_of_another_method_is_refused(write_config, capsys):
+    # data.neighbours is KILM's: a KaLM run that sets it would silently ignore it
+    code, err = run_cli(capsys, write_config(data={"neighbours": 8}))
+    assert code == 2 and "data.neighbours is a setting of objective kilm" in err
+    assert "which objective kalm does not read" in err and "data.max_entity_length" in err
+    assert "Value error" not in err and "(got dict)" not in err
+    code, err = run_cli(capsys, write_config(objective={"name": "kilm"}, model={"model": "tiny-bart"},
+                                             data={"questions_part": "train"}))
+    assert code == 2 and "data.questions_part is a setting of objective kale" in err
+    # every default is every method's: a recorded config (all fields written) is taken back
+    cfg = TrainConfig(objective={"name": "kale"}, model={"model": "tiny-llama"},
+                      data={"rationales": "r", "questions_part": "train"})
+    assert TrainConfig(**cfg.record()).data.questions_part == "train"
+    # a field of the KaLM family suits each of its objectives
+    for name in ("kalm", "kalm_contrastive", "kalm_lm"):
+        TrainConfig(objective={"name": name}, model={"model": "tiny-llama"}, data={"max_entity_length": 16})
