@@ -39,11 +39,12 @@ def torch_dtype(choice: str, device: str):
 # Padded tokens a forward pass holds. On a CPU the pass is fastest when one
 # hidden-state tensor of the batch (tokens x width) is about a million
 # elements (2 MiB in bf16), so that a layer's activations stay in cache:
-# embedding WN18RR's views with 2 threads, 2,730 tokens a pass against 16,384
-# ran all-MiniLM-L6-v2 (width 384) 1.45x faster and SmolLM2-135M (576)
-# 2.3x faster, and the 64-wide tiny model, whose cost is per-pass overhead,
-# keeps its 16,384 (bench/embed_throughput.py, docs/evaluation.md). A GPU
-# wants the larger passes.
+# embedding WN18RR's views with 2 threads, 2,048-4,096 tokens a pass against
+# 16,384 ran all-MiniLM-L6-v2 (width 384) 1.4-1.45x faster and 1,024-4,096
+# ran SmolLM2-135M (576) about 2.3x faster, while the 64-wide tiny model,
+# whose cost is per-pass overhead, was fastest at 8,192-16,384
+# (docs/evaluation.md; bench/embed_throughput.py, before and after: MiniLM
+# bf16 x1.10, fp32 x1.28). A GPU wants the larger passes.
 CPU_PASS_ELEMENTS = 1 << 20
 GPU_PASS_TOKENS = 16384
 

@@ -146,9 +146,8 @@ def foreign_data_settings(name: str, data) -> str | None:
     config, which writes every default, is taken back as it is); None when
     it suits."""
     own = set(method(name).data_fields)
-    defaults = type(data)()
-    for field in type(data).model_fields:
-        if field in own or getattr(data, field) == getattr(defaults, field):
+    for field, info in type(data).model_fields.items():
+        if field in own or getattr(data, field) == info.get_default(call_default_factory=True):
             continue
         owners = sorted(n for n, m in METHODS.items() if field in m.data_fields)
         if owners:
