@@ -53,8 +53,11 @@ def embed_parts(parts: list[tuple[list[str], str]], model: BackboneConfig, cfg: 
     does not hold embedded in one Ray Data pipeline: an actor pool (each
     actor loading the model once, and a model's key tower beside it) costs
     seconds to start, which a small model's whole embedding can take less
-    than."""
+    than. A model trained against a whitened bank has its whitening applied
+    to every part, after the cache (which keeps the towers' own embeddings,
+    :mod:`kgscale.models.whitening`)."""
     from kgscale.models import embed_cache
+    from kgscale.models.whitening import load_whitening
 
     keys = [_cache_key(texts, model, cfg, role) if cfg.cache else None for texts, role in parts]
     out: list[np.ndarray | None] = [None] * len(parts)
@@ -67,7 +70,8 @@ def embed_parts(parts: list[tuple[list[str], str]], model: BackboneConfig, cfg: 
             out[i] = emb
             if keys[i] is not None:
                 embed_cache.store(keys[i], emb)
-    return out
+    whitening = load_whitening(model.model)
+    return out if whitening is None else [whitening.apply_numpy(x) for x in out]
 
 
 def completion_views(tokenizer, kind: str, cfg: "EmbedConfig", ent_texts: list[str], rel_texts: list[str],

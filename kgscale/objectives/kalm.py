@@ -172,9 +172,19 @@ class KaLMContrastiveSettings(StrictModel):
     # KaLM averages both; with a bank the hr -> t direction already ranks
     # against every entity and the in-batch t -> hr term mostly halves its weight
     both_directions: bool = True
+    # whiten the frozen bank's key space (its mean removed, every principal
+    # direction given the same spread) and put the queries through the same
+    # map: an untrained causal LM's EOS states crowd into a narrow cone that a
+    # frozen bank cannot leave (kgscale.models.whitening); the map is saved
+    # with the model and applied wherever it embeds
+    whiten_bank: bool = False
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.whiten_bank and not (self.entity_bank and self.key_tower == "frozen"):
+            raise ValueError("whiten_bank: whitens a frozen key tower's bank, fitted once; it needs entity_bank: true "
+                             f"and key_tower: frozen (got entity_bank: {str(self.entity_bank).lower()}, "
+                             f"key_tower: {self.key_tower})")
         if self.self_negatives == "grad" and (self.entity_bank or self.key_tower == "frozen"):
             where = "come from the entity bank" if self.entity_bank else "come from the frozen key tower"
             raise ValueError(f"self_negatives: grad needs head views encoded with gradient in the batch, but the head "
@@ -240,7 +250,7 @@ class KaLMContrastive(Objective):
                  gather_negatives: bool = False, known_pairs: torch.Tensor | None = None,
                  num_answers: int | None = None, key_tower: str = "shared", self_negatives: str = "none",
                  entity_bank: bool = False, bank_refresh_every: int = 0, bank_precision: str = "fp32",
-                 both_directions: bool = True, kind: str = "causal") -> None:
+                 both_directions: bool = True, whiten_bank: bool = False, kind: str = "causal") -> None:
         super().__init__()
         if known_pairs is not None and num_answers is None:
             raise ValueError("known_pairs are keys query * num_answers + answer: num_answers is required with them")
@@ -269,8 +279,10 @@ class KaLMContrastive(Objective):
         self.bank: torch.Tensor | None = None
         self.bank_valid: torch.Tensor | None = None
         self.bank_lowp: torch.Tensor | None = None  # the bank in bank_dtype, when that is not fp32
+        self.whiten_bank = whiten_bank
+        self.whitening = None  # fitted from the bank by set_bank (kgscale.models.whitening)
         settings = KaLMContrastiveSettings(key_tower=key_tower, self_negatives=self_negatives, entity_bank=entity_bank,
-                                           bank_refresh_every=bank_refresh_every)
+                                           bank_refresh_every=bank_refresh_every, whiten_bank=whiten_bank)
         self.batch_keys = self._keys(settings.views())
 
     def _keys(self, views: set[str]) -> tuple[str, ...]:
@@ -279,9 +291,18 @@ class KaLMContrastive(Objective):
 
     def set_bank(self, embeddings: torch.Tensor, valid: torch.Tensor) -> None:
         """[N, D] unit rows (the key tower's embedding of every entity) and [N]
-        bool (False: an entity without text, never a candidate)."""
+        bool (False: an entity without text, never a candidate). With
+        ``whiten_bank`` the whitening is fitted here, once, on the valid rows,
+        and the bank kept whitened."""
         if self.num_answers is not None and embeddings.shape[0] != self.num_answers:
             raise ValueError(f"a bank of {embeddings.shape[0]} rows for {self.num_answers} entities")
+        if self.whiten_bank:
+            from kgscale.models.whitening import Whitening
+
+            if self.whitening is not None:
+                raise RuntimeError("a whitened bank is fitted once; it cannot be set again")
+            self.whitening = Whitening.fit(embeddings[valid.bool()].float())
+            embeddings = self.whitening.apply(embeddings)
         self.bank = embeddings.float().contiguous()
         self.bank_valid = valid.bool()
         self.bank_lowp = None if self.bank_dtype == torch.float32 else self.bank.to(self.bank_dtype)
@@ -449,6 +470,8 @@ class KaLMContrastive(Objective):
         """(q, k or None, h or None) for a batch."""
         q_trunk, k_trunk, frozen = query_and_key(model, self.kind)
         q = encode_views(q_trunk, batch["query_input_ids"], batch["query_attention_mask"], self.pooling)
+        if self.whitening is not None:
+            q = self.whitening.apply(q)
         k = h = None
         if "key_input_ids" in batch:
             with torch.no_grad() if frozen else contextlib.nullcontext():

@@ -151,6 +151,10 @@ class ModelRuntime:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = {int(x) for x in eos + [self.tokenizer.eos_token_id] if x is not None}
         self.dim = self.info.hidden_size
+        # a model trained against a whitened bank embeds through its whitening
+        from kgscale.models.whitening import load_whitening
+
+        self.whitening = load_whitening(model.model)
 
     # ---- embeddings -------------------------------------------------------
 
@@ -164,7 +168,8 @@ class ModelRuntime:
         if not inputs:
             return np.zeros((0, self.dim), dtype=np.float32)
         body = self.key_body if role == "key" else self.body
-        return embed_ids(body, inputs, self.pooling, self.pad_id, max_rows=self.micro_batch, device=self.device)
+        emb = embed_ids(body, inputs, self.pooling, self.pad_id, max_rows=self.micro_batch, device=self.device)
+        return emb if self.whitening is None else self.whitening.apply_numpy(emb)
 
     # ---- generation -------------------------------------------------------
 

@@ -135,6 +135,8 @@ def train_loop_per_worker(config: dict) -> None:
                     save_hf_model(full, cfg.model, tokenizer, Path(d) / HF_DIR, kind=info["kind"],
                                   default_targets=objective_cls.default_lora_targets,
                                   objective_state=objective.summarize_state(objective_sd), key_tower=key_tower)
+                    if getattr(objective, "whitening", None) is not None:  # part of the model wherever it embeds
+                        objective.whitening.save(Path(d) / HF_DIR)
             if rank == 0:
                 state.save(Path(d))
                 log.save(Path(d))

@@ -147,6 +147,58 @@ def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shar
     assert len(set(cache_dir().glob("*.npy")) - cached) == 1
 
 
+def test_causal_query_tower_against_a_whitened_frozen_bank_then_evaluated(tmp_path, shared_datasets):
+    """``whiten_bank`` on a causal LM: the whitening fitted from the bank is
+    exported beside the query tower, and evaluation puts both the entity
+    views (still served raw by the cache the bank filled) and the queries
+    through it, so its key embeddings are exactly the whitened bank."""
+    import numpy as np
+
+    from kgscale.eval.embedding import EmbedConfig, embed_parts
+    from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+    from kgscale.kg.snapshot import Snapshot
+    from kgscale.models.backbone import BackboneConfig
+    from kgscale.models.embed_cache import cache_dir
+    from kgscale.models.tokenize import truncate_texts
+    from kgscale.models.whitening import WHITENING_FILE, Whitening, load_whitening
+    from transformers import AutoTokenizer
+
+    snap = wn18rr_slice(shared_datasets, tmp_path / "wn18rr", n=300, test=20)
+    cfg = build(TrainConfig, config(
+        tmp_path, objective={"name": "kalm_contrastive", "key_tower": "frozen", "entity_bank": True,
+                             "both_directions": False, "whiten_bank": True},
+        model={"model": "tiny-llama", "lora": {"enabled": True, "r": 4}},
+        data={"snapshot": str(snap), "max_samples": 64, "max_length": 32, "max_entity_length": 24},
+        train={"strategy": "ddp", "max_steps": 3, "lr": 1e-3}))
+    assert run_train(cfg)["steps"] == 3
+    out = tmp_path / "out"
+    assert (out / WHITENING_FILE).is_file()
+    whitening = load_whitening(out)
+    cached = set(cache_dir().glob("*.npy"))
+
+    # the bank as training built it: the starting model's key views, raw
+    tok = AutoTokenizer.from_pretrained(out)
+    texts = Snapshot(snap).entity_texts
+    rows = [i for i, t in enumerate(texts) if t]
+    views = truncate_texts(tok, [texts[i] for i in rows], 24)
+    from kgscale.models.training import resolve_precision
+
+    # the settings the bank embeds with (kgscale.train.bank)
+    embed = EmbedConfig(max_length=32, max_entity_tokens=None,
+                        dtype="bfloat16" if resolve_precision("auto", False) == "bf16" else "float32")
+    (raw,) = embed_parts([(views, "key")], BackboneConfig(model="tiny-llama"), embed)
+    (keys,) = embed_parts([(views, "key")], BackboneConfig(model=str(out)), embed)
+    assert set(cache_dir().glob("*.npy")) == cached  # both from the bank's cache entry
+    refit = Whitening.fit(__import__("torch").from_numpy(raw))
+    assert np.allclose(whitening.matrix.numpy(), refit.matrix.numpy(), atol=1e-4)
+    assert np.allclose(keys, whitening.apply_numpy(raw), atol=1e-6)
+    assert not np.allclose(keys, raw, atol=1e-2)
+
+    m = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc"), BackboneConfig(model=str(out)),
+                EmbedConfig(max_length=32, max_entity_tokens=24), RankConfig())["metrics"]
+    assert m["towers"] == "query and key" and m["queries"] == 40
+
+
 def test_kgscale_run_resumes_an_interrupted_training_stage(tmp_path, shared_datasets, capsys):
     """A `kgscale run` whose training stage dies (its worker killed after the
     step-2 checkpoint, no failures allowed) leaves its checkpoints; running
