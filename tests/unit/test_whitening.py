@@ -98,3 +98,29 @@ def test_objective_whitens_the_bank_once_and_its_queries_alike():
         out = whitened(model, batch).loss
         ref, _ = plain.contrastive(expect.apply(q_raw), None, batch["query_id"], batch["answer_id"], batch.get("head_id"))
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_the_serve_replica_embeds_through_a_models_whitening(tmp_path):
+    """ModelRuntime (the serve replica, and the KG index it builds with role
+    key) applies the whitening a model directory carries to both roles."""
+    import shutil
+
+    import numpy as np
+
+    from kgscale.models.backbone import BackboneConfig, resolve
+    from kgscale.serve.runtime import ModelRuntime, embedding_ids
+
+    src = resolve(BackboneConfig(model="tiny-llama"))
+    model_dir = tmp_path / "whitened"
+    shutil.copytree(src, model_dir)
+    plain = ModelRuntime(BackboneConfig(model=str(model_dir)), torch_threads=1, dtype="float32")
+    width = plain.dim
+    Whitening.fit(anisotropic(n=4 * width, d=width)).save(model_dir)
+    whitened = ModelRuntime(BackboneConfig(model=str(model_dir)), torch_threads=1, dtype="float32")
+    ids = embedding_ids(plain.tokenizer, ["a dog", "the bark of a tree"], append_eos=True)
+    raw = plain.embed(ids)
+    w = load_whitening(model_dir)
+    for role in ("query", "key"):
+        got = whitened.embed(ids, role=role)
+        assert np.allclose(got, w.apply_numpy(raw), atol=1e-5)
+        assert not np.allclose(got, raw, atol=1e-2)
