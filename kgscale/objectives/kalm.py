@@ -185,6 +185,9 @@ class KaLMContrastiveSettings(StrictModel):
             raise ValueError("whiten_bank: whitens a frozen key tower's bank, fitted once; it needs entity_bank: true "
                              f"and key_tower: frozen (got entity_bank: {str(self.entity_bank).lower()}, "
                              f"key_tower: {self.key_tower})")
+        if self.whiten_bank and self.bank_refresh_every:
+            raise ValueError("whiten_bank: the whitening is fitted once from the frozen bank, which never needs a "
+                             "refresh; set bank_refresh_every: 0")
         if self.self_negatives == "grad" and (self.entity_bank or self.key_tower == "frozen"):
             where = "come from the entity bank" if self.entity_bank else "come from the frozen key tower"
             raise ValueError(f"self_negatives: grad needs head views encoded with gradient in the batch, but the head "

@@ -68,6 +68,11 @@ def test_whiten_bank_needs_a_frozen_bank(settings, says):
     assert says in str(err.value)
 
 
+def test_whiten_bank_is_not_refreshed():
+    with pytest.raises(ValidationError, match="fitted once .* set bank_refresh_every: 0"):
+        KaLMContrastiveSettings(whiten_bank=True, entity_bank=True, key_tower="frozen", bank_refresh_every=10)
+
+
 def test_objective_whitens_the_bank_once_and_its_queries_alike():
     """The loss against a whitened bank equals the plain bank loss computed
     by hand on whitened queries and keys (fitted on the valid rows only)."""
