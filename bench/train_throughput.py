@@ -8,10 +8,10 @@ One run measures, on the same model, objective and tokenised data:
    given the same CPU threads (or GPU),
 
 alternating them ``--repeats`` times. Each measures tokens/s over ``--steps``
-optimiser steps after ``--steps`` warmup steps (the Ray side reports one
-metrics window for the warmup and one for the timed steps, so Ray Train's
-report and its bookkeeping are inside the measurement, its worker start-up
-and the final export are not). Then, with ``--workers`` workers, the peak
+optimiser steps after ``--steps`` warmup steps (the Ray side logs a metrics
+line every ``--log-every`` steps, the default setting's 1, so what the loop
+does at a log line is inside the measurement; its worker start-up and the
+final export are not). Then, with ``--workers`` workers, the peak
 memory per worker and tokens/s for ZeRO stages 0 to 3 (full fine-tuning by
 default, so that there are optimiser states to partition). With
 ``--precisions fp32 bf16`` it also trains the same seed through Ray Train in
@@ -99,11 +99,16 @@ def ray_run(args, tmp: Path, name: str, steps: int | None = None, precision: str
     cfg = build(TrainConfig, data)
     manifest = run_train(cfg, overwrite=True)
     rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()]
-    timed = [r for r in rows if r.get("step") == 2 * steps][-1]
-    return {"tokens_per_s": timed["tokens_per_s"], "peak_memory_mb": timed["peak_memory_mb"],
-            "memory_mb": timed["memory_mb"], "tensor_memory_mb": timed.get("tensor_memory_mb"),
-            "loss": manifest["loss"], "s_per_step": timed["s_per_step"],
-            "losses": [r["loss"] for r in rows if "loss" in r]}
+    rows = [r for r in rows if "loss" in r]
+    # the timed steps: every window after the warmup's (each window's wall time
+    # includes whatever the loop did between its log lines)
+    timed = [r for r in rows if r["step"] > steps]
+    seconds = sum(r["window_s"] for r in timed)
+    last = timed[-1]
+    return {"tokens_per_s": sum(r["tokens_per_s"] * r["window_s"] for r in timed) / seconds,
+            "peak_memory_mb": last["peak_memory_mb"], "memory_mb": last["memory_mb"],
+            "tensor_memory_mb": last.get("tensor_memory_mb"), "loss": manifest["loss"],
+            "s_per_step": seconds / steps, "losses": [r["loss"] for r in rows]}
 
 
 def main() -> None:
@@ -116,6 +121,9 @@ def main() -> None:
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps (and as many warmup steps)")
     p.add_argument("--repeats", type=int, default=3, help="plain/Ray pairs (0: only the ZeRO memory part)")
+    p.add_argument("--log-every", type=int, default=1,
+                   help="the Ray side's train.log_every (the default's: a metrics line every step), so that "
+                        "what the loop does at a log line is inside the measurement")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the plain loop = CPUs of the Ray worker")
     p.add_argument("--workers", type=int, default=2, help="workers for the ZeRO memory part (0 skips it)")
     p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
@@ -153,7 +161,8 @@ def main() -> None:
     plain, ray_ = [], []
     for i in range(args.repeats):  # alternate, so that load changes hit both alike
         plain.append(plain_loop(cfg, ds, args.steps, args.threads))
-        ray_.append(ray_run(args, tmp, f"ray{i}", num_workers=1, cpus_per_worker=args.threads, zero_stage=0))
+        ray_.append(ray_run(args, tmp, f"ray{i}", log_every=args.log_every, num_workers=1,
+                            cpus_per_worker=args.threads, zero_stage=0))
         print(f"repeat {i + 1}/{args.repeats}: plain {plain[-1]['tokens_per_s']:,.0f} tok/s, "
               f"Ray Train + DeepSpeed {ray_[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
     plain_tps = statistics.median(r["tokens_per_s"] for r in plain) if plain else float("nan")

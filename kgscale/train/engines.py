@@ -41,7 +41,14 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(module: nn.Module, cfg: TrainSettings):
-    opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    groups = param_groups(module, cfg.weight_decay)
+    # torch's fused AdamW (one kernel over every tensor) where every trained
+    # tensor allows it: on a CPU the per-tensor loop it replaces took 15 ms of
+    # a 100-160 ms quickstart step (MiniLM's top three layers, 48 tensors,
+    # 5.3M values: 15 ms against 1.6 ms fused, measured here); same update rule
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
     return opt, sched

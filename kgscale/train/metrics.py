@@ -1,5 +1,6 @@
 """Training metrics: averaged over the workers, written to ``metrics.jsonl``,
-reported to Ray Train, and printed as a line a person can read.
+printed as a line a person can read, and reported to Ray Train with each
+checkpoint.
 
 Rank 0 keeps the whole history in memory and copies it into every
 checkpoint, so a run that resumes (after a failure or with ``--resume``)

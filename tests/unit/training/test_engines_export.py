@@ -10,7 +10,7 @@ from kgscale.models.training import ModelSettings, load_for_training, prepare_to
 from kgscale.objectives import TrainModule
 from kgscale.objectives.kalm import KALM_LORA_TARGETS, KaLM
 from kgscale.train.config import TrainSettings
-from kgscale.train.engines import deepspeed_config, lr_factor, param_groups
+from kgscale.train.engines import deepspeed_config, lr_factor, make_optimizer, param_groups
 from kgscale.train.export import save_hf_model
 
 
@@ -29,6 +29,28 @@ def test_weight_decay_only_on_matrices():
     decay, no_decay = param_groups(model, 0.01)
     assert [p.ndim for p in decay["params"]] == [2] and decay["weight_decay"] == 0.01
     assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0  # bias, norm w+b, temperature
+
+
+def test_the_optimizer_is_fused_adamw_with_the_plain_update():
+    """make_optimizer takes torch's fused AdamW on a CPU; its steps are AdamW's
+    (the per-tensor loop's) to float rounding, weight decay on matrices only."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    start = nets[0][0].weight.detach().clone()
+    cfg = TrainSettings(lr=1e-2, weight_decay=0.1, warmup_steps=0, max_steps=10)
+    fused, _ = make_optimizer(nets[0], cfg)
+    assert fused.defaults["fused"] is True
+    plain = torch.optim.AdamW(param_groups(nets[1], 0.1), lr=1e-2, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    for step in range(5):
+        x = torch.randn(4, 8)
+        for net, opt in zip(nets, (fused, plain)):
+            net(x).pow(2).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (nets[0][0].weight - start).abs().max() > 1e-3  # the steps moved the weights
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
