@@ -3,7 +3,8 @@
 One run measures, on the same model, objective and tokenised data:
 
 1. a plain single-process PyTorch loop (what a user would write without Ray:
-   the model, the objective, AdamW, the same micro-batches), and
+   the model, the objective, AdamW, the same micro-batches in the same order
+   as the Ray worker takes them), and
 2. ``kgscale train`` through Ray Train with one worker and DeepSpeed ZeRO-0,
    given the same CPU threads (or GPU),
 
@@ -40,7 +41,7 @@ import torch
 def build_config(args, out: Path, steps: int | None = None, precision: str | None = None, **train) -> dict:
     steps = steps or args.steps
     return {
-        "objective": {"name": "kalm", "lm_weight": 0.01},
+        "objective": {"name": "kalm", "lm_weight": 0.01} if args.objective == "kalm" else {"name": args.objective},
         "model": {"model": args.model, "lora": {"enabled": not args.full}, "precision": precision or args.precision},
         "data": {"snapshot": args.snapshot, "max_samples": args.samples, "max_length": args.max_length, "seed": 0},
         "train": {"out": str(out), "micro_batch_size": args.micro_batch, "max_steps": 2 * steps,
@@ -51,6 +52,7 @@ def build_config(args, out: Path, steps: int | None = None, precision: str | Non
 
 def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     """The baseline: one process, no Ray, no DeepSpeed."""
+    from kgscale.models.backbone import infer_kind, resolve
     from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
@@ -61,11 +63,20 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     obj_cls = objective_class(cfg.objective.name)
     tok = prepare_tokenizer(cfg.model, obj_cls.special_tokens)
     model = load_for_training(cfg.model, tokenizer=tok, default_targets=obj_cls.default_lora_targets)
-    module = TrainModule(model, build_objective(cfg.objective))
+    module = TrainModule(model, build_objective(cfg.objective, kind=infer_kind(resolve(cfg.model))))
     precision = resolve_precision(cfg.model.precision, False)
     opt, sched = make_optimizer(module, cfg.train)
-    batches = [collate(b, tok.pad_token_id, module.objective.batch_keys)
-               for b in ds.iter_batches(batch_size=cfg.train.micro_batch_size, batch_format="numpy", drop_last=True)]
+    # the micro-batches the Ray worker takes (its epoch order, rows grouped by
+    # length as data.group_by_length says), so that both pad alike
+    from kgscale.train.loop import _load_rows, _row_lengths
+    from kgscale.train.order import epoch_batches
+
+    rows = _load_rows(ds, 0, 1)
+    mb = cfg.train.micro_batch_size
+    order = epoch_batches(_row_lengths(rows), mb, len(rows["row"]) // mb, cfg.train.seed, 0, 0,
+                          group_by_length=cfg.data.group_by_length)
+    batches = [collate({k: v[sel] for k, v in rows.items()}, tok.pad_token_id, module.objective.batch_keys)
+               for sel in order]
     tokens = 0
     start = None
     for step in range(2 * steps):
@@ -115,6 +126,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description="Ray Train + DeepSpeed vs a plain PyTorch loop: tokens/s and memory")
     p.add_argument("--snapshot", required=True)
     p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--objective", default="kalm", choices=["kalm", "kalm_contrastive"],
+                   help="kalm (a causal LM) or kalm_contrastive (an encoder too: --model all-minilm-l6-v2 --full)")
     p.add_argument("--full", action="store_true", help="full fine-tuning in the throughput part (default LoRA)")
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("--max-length", type=int, default=64)
@@ -155,7 +168,7 @@ def main() -> None:
     pre = preflight(cfg)
     from kgscale.objectives import objective_class
 
-    stage, kwargs = tokenizer_stage(cfg, objective_class("kalm").special_tokens, None, pre.kind)
+    stage, kwargs = tokenizer_stage(cfg, objective_class(cfg.objective.name).special_tokens, None, pre.kind)
     ds, _ = tokenized_dataset(sample_table(cfg, pre.snapshot, SampleRejects()), stage, kwargs)
 
     plain, ray_ = [], []

@@ -132,3 +132,36 @@ def test_a_ddp_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
         assert "pickled code ran" not in capsys.readouterr().out
     finally:
         dist.destroy_process_group()
+
+
+def test_one_ddp_worker_trains_the_module_itself_with_the_same_steps():
+    """A single worker's DDP engine runs without the DDP wrapper (nothing to
+    synchronise) and takes exactly the steps of a plain loop: accumulation
+    over two micro-batches, clipping, AdamW and the schedule."""
+    from kgscale.train.engines import make_optimizer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        cfg = TrainSettings(strategy="ddp", grad_accum_steps=2, max_steps=2, lr=1e-2, micro_batch_size=4, grad_clip=0.5)
+        engine = make_engine(_module(), cfg, "fp32", torch.device("cpu"))
+        assert engine.ddp is engine.module
+        plain = _module()
+        opt, sched = make_optimizer(plain, cfg)
+        stepped = []
+        for i, batch in enumerate(_batches(0)):
+            out, did_step = engine.micro_step(batch)
+            stepped.append(did_step)
+            (plain(batch).loss / 2).backward()
+            if i % 2 == 1:
+                torch.nn.utils.clip_grad_norm_([p for p in plain.parameters() if p.requires_grad], 0.5)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+        assert stepped == [False, True, False, True]
+        got, want = engine.model_state_dict(0), plain.state_dict()
+        assert max(float((got[k] - want[k]).abs().max()) for k in want) == 0.0
+    finally:
+        dist.destroy_process_group()
