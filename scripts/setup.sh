@@ -25,7 +25,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c co
 
 # DeepSpeed with its CPU ops compiled now rather than on first use.
 ds_version="$(sed -n 's/^ *"deepspeed==\([^"]*\)".*/\1/p' pyproject.toml)"
-if ! "$venv/bin/python" -c "import deepspeed, sys; sys.exit(deepspeed.__version__ != '$ds_version')" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import deepspeed, sys; sys.exit(deepspeed.__version__ != '$ds_version')" >/dev/null 2>&1; then
   DS_BUILD_SHM_COMM=1 DS_BUILD_FUSED_ADAM=1 DS_BUILD_CPU_ADAM=1 \
     "${pip[@]}" --no-build-isolation --no-cache-dir "deepspeed==$ds_version"
 fi
