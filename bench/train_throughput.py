@@ -53,7 +53,7 @@ def build_config(args, out: Path, steps: int | None = None, precision: str | Non
 def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     """The baseline: one process, no Ray, no DeepSpeed."""
     from kgscale.models.backbone import infer_kind, resolve
-    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision
+    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, training_attention
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
     from kgscale.train.engines import autocast, make_optimizer
@@ -62,7 +62,9 @@ def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     torch.manual_seed(cfg.train.seed)
     obj_cls = objective_class(cfg.objective.name)
     tok = prepare_tokenizer(cfg.model, obj_cls.special_tokens)
-    model = load_for_training(cfg.model, tokenizer=tok, default_targets=obj_cls.default_lora_targets)
+    attention = training_attention(cfg.model.attention, False, cfg.data.max_length)  # as the Ray worker resolves it
+    model = load_for_training(cfg.model.model_copy(update={"attention": attention}), tokenizer=tok,
+                              default_targets=obj_cls.default_lora_targets)
     module = TrainModule(model, build_objective(cfg.objective, kind=infer_kind(resolve(cfg.model))))
     precision = resolve_precision(cfg.model.precision, False)
     opt, sched = make_optimizer(module, cfg.train)

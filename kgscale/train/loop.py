@@ -55,7 +55,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from kgscale.models.towers import TwoTowers
-    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters
+    from kgscale.models.training import (load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters,
+                                         training_attention)
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
     from kgscale.train.config import TrainConfig
@@ -86,13 +87,15 @@ def train_loop_per_worker(config: dict) -> None:
     objective_cls = objective_class(cfg.objective.name)
     tokenizer = prepare_tokenizer(cfg.model, objective_cls.special_tokens)
     zero3 = deepspeed_config(t, precision) if t.strategy == "deepspeed" and t.zero_stage == 3 else None
-    model = load_for_training(cfg.model, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
+    attention = training_attention(cfg.model.attention, t.use_gpu, cfg.data.max_length)
+    model_cfg = cfg.model.model_copy(update={"attention": attention})
+    model = load_for_training(model_cfg, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
                               kind=info["kind"], zero3_config=zero3)
     key_tower = getattr(cfg.objective, "key_tower", "shared")
     if key_tower != "shared":
         # the key tower starts as the same backbone; a frozen one needs no adapters
-        key_cfg = cfg.model.model_copy(update={"lora": cfg.model.lora.model_copy(update={"enabled": False})}) \
-            if key_tower == "frozen" else cfg.model
+        key_cfg = model_cfg.model_copy(update={"lora": model_cfg.lora.model_copy(update={"enabled": False})}) \
+            if key_tower == "frozen" else model_cfg
         key = load_for_training(key_cfg, tokenizer=tokenizer, default_targets=objective_cls.default_lora_targets,
                                 kind=info["kind"], zero3_config=zero3)
         model = TwoTowers(model, key, frozen_key=key_tower == "frozen")
@@ -106,7 +109,8 @@ def train_loop_per_worker(config: dict) -> None:
     engine = make_engine(TrainModule(model, objective), t, precision, device)
     say(f"{cfg.objective.name} on {cfg.model.model}: {trainable:,} of {total:,} parameters trained "
         f"({'LoRA' if cfg.model.lora.enabled else 'full'}), {t.strategy}"
-        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}"
+        f"{f' ZeRO-{t.zero_stage}' if t.strategy == 'deepspeed' else ''}, {ctx.get_world_size()} workers, {precision}, "
+        f"{attention if attention != 'auto' else 'default'} attention"
         f"{f', key tower {key_tower}' if key_tower != 'shared' else ''}"
         f"{', every entity a candidate (bank)' if info.get('bank') is not None else ''}; "
         f"ready in {time.perf_counter() - started:.1f} s")

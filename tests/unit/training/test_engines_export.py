@@ -146,3 +146,19 @@ def test_attention_kernel_setting_changes_the_kernel_not_the_function():
     assert math.isclose(losses["eager"], losses["sdpa"], rel_tol=1e-4)
     with pytest.raises(ValueError):
         ModelSettings(model="tiny-llama", attention="flash")
+
+
+def test_auto_attention_is_eager_on_a_cpu_for_short_sequences_only():
+    from kgscale.models.training import EAGER_ON_CPU_UP_TO, training_attention
+
+    assert training_attention("auto", use_gpu=False, max_length=64) == "eager"
+    assert training_attention("auto", use_gpu=False, max_length=EAGER_ON_CPU_UP_TO) == "eager"
+    # longer sequences and GPUs keep transformers' default (SDPA)
+    assert training_attention("auto", use_gpu=False, max_length=EAGER_ON_CPU_UP_TO + 1) == "auto"
+    assert training_attention("auto", use_gpu=True, max_length=64) == "auto"
+    # a setting other than auto is kept as it is
+    assert training_attention("sdpa", use_gpu=False, max_length=64) == "sdpa"
+    assert training_attention("eager", use_gpu=True, max_length=4096) == "eager"
+    model = load_for_training(ModelSettings(model="tiny-llama", lora={"enabled": False},
+                                            attention=training_attention("auto", False, 64)))
+    assert model.config._attn_implementation == "eager"
