@@ -48,6 +48,10 @@ WORKER_NOISE = re.compile("|".join([
     r"ExecutionOptions\.exclude_resources. is deprecated",
     r"^\s*self\.exclude_resources = exclude_resources",
     r"has constructor arguments in the object store and max_restarts > 0",
+    # a worker's Ray Data progress bar (a training worker iterating its shard)
+    # as the JSON state updates tqdm_ray sends; Ray's own printer draws them,
+    # this one would print the JSON, and the worker's step lines say more
+    r"__ray_tqdm_magic_token__",
     # libraries' deprecation notices about their own internals, and the source
     # line Python's warnings print under them
     r"site-packages/\S+: (FutureWarning|DeprecationWarning|RayDeprecationWarning): ",

@@ -13,6 +13,8 @@ NOISE = [
     "pointing` is deprecated and will be removed in v6.",
     "  warnings.warn(",
     "\x1b[32m✔️  Dataset train_0357A49latt24uiyU0TcQd_0 execution finished in 29.41 seconds",
+    '{"__magic_token__": "__ray_tqdm_magic_token__", "x": 0, "pos": 0, "desc": "Running Dataset train_035AL_0.", '
+    '"total": null, "unit": " row", "ip": "192.0.2.2", "pid": 21104, "uuid": "1b76", "closed": false}',
     "",
 ]
 SHOWN = [
