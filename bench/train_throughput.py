@@ -53,7 +53,8 @@ def build_config(args, out: Path, steps: int | None = None, precision: str | Non
 def plain_loop(cfg, ds, steps: int, threads: int) -> dict:
     """The baseline: one process, no Ray, no DeepSpeed."""
     from kgscale.models.backbone import infer_kind, resolve
-    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, training_attention
+    from kgscale.models.attention import training_attention
+    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
     from kgscale.train.engines import autocast, make_optimizer

@@ -137,7 +137,8 @@ Role = Literal["query", "key"]
 class _Tower:
     """One loaded model an :class:`Embedder` embeds with."""
 
-    def __init__(self, cfg: BackboneConfig, dtype, device: str, pooling: PoolingChoice) -> None:
+    def __init__(self, cfg: BackboneConfig, dtype, device: str, pooling: PoolingChoice, max_length: int | None) -> None:
+        from kgscale.models.attention import embedding_attention
         from kgscale.models.inference import load_for_inference
 
         self.tokenizer, full, self.kind = load_for_inference(cfg, dtype=dtype)
@@ -148,6 +149,9 @@ class _Tower:
         else:
             self.model = getattr(full, getattr(full, "base_model_prefix", ""), full)
         self.model.to(device).eval()
+        attention = embedding_attention(device, max_length, model_width(self.model.config))
+        if attention is not None:
+            self.model.set_attn_implementation(attention)
         self.pooling = default_pooling(self.kind) if pooling == "auto" else pooling
         self.append_eos = self.kind == "causal" and self.pooling == "last"
         tok = self.tokenizer
@@ -166,7 +170,9 @@ class Embedder:
     entity and the query views of an evaluation, not two. Texts are tokenised
     in one batched call and embedded in length-sorted micro-batches of at
     most ``micro_batch`` rows and ``micro_batch_tokens`` padded tokens (None:
-    by the model's width and the device, :func:`pass_tokens`)."""
+    by the model's width and the device, :func:`pass_tokens`). On a CPU a
+    model at most 384 wide embeds views of at most 256 tokens with eager
+    attention (:mod:`kgscale.models.attention`: faster there, same vectors)."""
 
     def __init__(self, model: dict, pooling: PoolingChoice = "auto", max_length: int = 64,
                  dtype: DTypeChoice = "auto", num_threads: int | None = None, device: str | None = None,
@@ -190,7 +196,7 @@ class Embedder:
         for r, src in sources.items():
             ident = src.model_dump_json()
             if ident not in loaded:
-                loaded[ident] = _Tower(src, self.dtype, self.device, pooling)
+                loaded[ident] = _Tower(src, self.dtype, self.device, pooling, max_length)
             self.towers[r] = loaded[ident]
         first = self.towers[self.roles[0]]
         self.tokenizer, self.model, self.kind = first.tokenizer, first.model, first.kind

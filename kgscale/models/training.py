@@ -46,33 +46,14 @@ class ModelSettings(BackboneConfig):
     # auto: bf16 on GPUs and on CPUs with bf16 matrix units (kgscale.models.precision), else fp32
     precision: Precision = "auto"
     # the attention kernel while training: auto is eager on a CPU when
-    # data.max_length is at most EAGER_ON_CPU_UP_TO tokens and transformers'
-    # default (SDPA where the model has it) otherwise (:func:`training_attention`)
+    # data.max_length is at most 256 tokens and transformers' default (SDPA
+    # where the model has it) otherwise (kgscale.models.attention)
     attention: Literal["auto", "eager", "sdpa"] = "auto"
     # the dropout probability of every dropout layer of the backbone while
     # training (attention's included; LoRA's is lora.dropout); None keeps the
     # checkpoint's. On a CPU dropout's random masks are costly: MiniLM's 0.1
     # takes a fifth of a KaLM step here (torch's bernoulli_), and 0 draws none
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
-
-
-# SDPA's backward on a CPU is slower than eager attention's for short
-# sequences: SmolLM2's attention forward and back with 2,048 tokens a batch,
-# bf16, 2 threads, SDPA/eager time 1.27 at 32 tokens, 1.39 at 64, 1.44 at
-# 128, 1.11 at 256 and 0.79 at 512 (a SmolLM2 LoRA KaLM step of 8 samples:
-# 2.05-2.35 s with SDPA, 1.51-1.70 s eager; MiniLM on 25-token queries: 286
-# against 206 ms); on a GPU SDPA's fused kernels are the faster ones
-EAGER_ON_CPU_UP_TO = 256
-
-
-def training_attention(setting: str, use_gpu: bool, max_length: int) -> str:
-    """The attention kernel a run trains with: ``setting`` unless it is
-    ``auto``, which is ``eager`` on a CPU for sequences of at most
-    :data:`EAGER_ON_CPU_UP_TO` tokens and ``auto`` (transformers' default)
-    otherwise. Either computes the same function."""
-    if setting != "auto":
-        return setting
-    return "eager" if not use_gpu and max_length <= EAGER_ON_CPU_UP_TO else "auto"
 
 
 def resolve_precision(precision: Precision, use_gpu: bool) -> Literal["fp32", "bf16"]:

@@ -55,8 +55,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     from kgscale.models.towers import TwoTowers
-    from kgscale.models.training import (load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters,
-                                         training_attention)
+    from kgscale.models.attention import training_attention
+    from kgscale.models.training import load_for_training, prepare_tokenizer, resolve_precision, trainable_parameters
     from kgscale.objectives import TrainModule, build_objective, objective_class
     from kgscale.samples.collate import collate
     from kgscale.train.config import TrainConfig

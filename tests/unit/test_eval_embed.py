@@ -150,3 +150,20 @@ def test_pass_budget_follows_the_model_width_on_a_cpu_and_never_changes_the_embe
         got = embed_ids(emb.model, rows, emb.pooling, emb.pad_id, max_tokens=budget)
         np.testing.assert_allclose(got, one_pass, atol=1e-5)
     np.testing.assert_allclose(emb.embed(texts), one_pass, atol=1e-5)
+
+
+def test_narrow_models_embed_short_views_with_eager_attention_on_a_cpu_and_the_same_vectors():
+    from kgscale.models.attention import EAGER_ON_CPU_UP_TO, embedding_attention
+
+    assert embedding_attention("cpu", 64, 384) == "eager"
+    assert embedding_attention("cpu", EAGER_ON_CPU_UP_TO, 64) == "eager"
+    # wider models, longer views and GPUs keep the model's default (SDPA)
+    assert embedding_attention("cpu", 64, 576) is None
+    assert embedding_attention("cpu", EAGER_ON_CPU_UP_TO + 1, 64) is None
+    assert embedding_attention("cpu", None, 64) is None
+    assert embedding_attention("cuda", 64, 64) is None
+    short = Embedder({"model": "tiny-llama"}, max_length=64, dtype="float32")
+    long = Embedder({"model": "tiny-llama"}, max_length=EAGER_ON_CPU_UP_TO + 1, dtype="float32")
+    assert short.model.config._attn_implementation == "eager"
+    assert long.model.config._attn_implementation == "sdpa"
+    np.testing.assert_allclose(short.embed(TEXTS), long.embed(TEXTS), atol=1e-5)

@@ -105,3 +105,26 @@ def test_remembered_encodings_equal_the_tokenizers_and_encode_each_text_once(bos
     # what it does not remember goes to the tokenizer as it is
     assert remembered("dog", return_tensors="pt")["input_ids"].shape[0] == 1
     assert remembered.eos_token_id == tok.eos_token_id
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "bos", "all-minilm-l6-v2"])
+def test_the_backend_encoding_gives_the_tokenizers_own_ids(model, bos_model):
+    """kgscale.models.tokenize.encode asks a fast tokenizer's Rust backend
+    directly; its ids must be the tokenizer call's for every setting, whatever
+    truncation and padding the tokenizer file configures (MiniLM's pads and
+    truncates to 128) and whatever was asked before."""
+    from kgscale.models.tokenize import encode
+
+    tok = load_tokenizer(BackboneConfig(model=str(bos_model) if model == "bos" else model))
+    texts = ["dog: a domesticated carnivorous mammal", "", "  spaces  and\ttabs ", "Zürich — naïve café 東京",
+             LONG_RELATION * 12, "a literal <|im_start|> and [SEP] and </s> in the text", "x"]
+    for special in (True, False):
+        for max_length in (None, 5, 16, 300):
+            expected = tok(texts, add_special_tokens=special,
+                           **({"truncation": True, "max_length": max_length} if max_length else {}))["input_ids"]
+            assert encode(tok, texts, special, max_length) == expected, (special, max_length)
+    long_ids = encode(tok, [LONG_RELATION * 12], True, None)[0]
+    assert len(long_ids) > 128  # no truncation or padding left over from the file or an earlier call
+    assert len(tok(["dog"], padding="max_length", max_length=8)["input_ids"][0]) == 8
+    assert encode(tok, ["dog"], True, None) == tok(["dog"])["input_ids"]  # no padding after a padded call
+    assert len(encode(tok, ["dog"], True, None)[0]) < 8

@@ -149,7 +149,7 @@ def test_attention_kernel_setting_changes_the_kernel_not_the_function():
 
 
 def test_auto_attention_is_eager_on_a_cpu_for_short_sequences_only():
-    from kgscale.models.training import EAGER_ON_CPU_UP_TO, training_attention
+    from kgscale.models.attention import EAGER_ON_CPU_UP_TO, training_attention
 
     assert training_attention("auto", use_gpu=False, max_length=64) == "eager"
     assert training_attention("auto", use_gpu=False, max_length=EAGER_ON_CPU_UP_TO) == "eager"
