@@ -5,8 +5,9 @@ One run measures, on the same model, objective and tokenised data:
 1. a plain single-process PyTorch loop (what a user would write without Ray:
    the model, the objective, AdamW, the same micro-batches in the same order
    as the Ray worker takes them), and
-2. ``kgscale train`` through Ray Train with one worker and DeepSpeed ZeRO-0,
-   given the same CPU threads (or GPU),
+2. ``kgscale train`` through Ray Train with one worker and DeepSpeed ZeRO-0
+   (``--strategy ddp``: torch DDP, as the quickstart trains), given the same
+   CPU threads (or GPU),
 
 alternating them ``--repeats`` times. Each measures tokens/s over ``--steps``
 optimiser steps after ``--steps`` warmup steps (the Ray side logs a metrics
@@ -145,6 +146,8 @@ def main() -> None:
     p.add_argument("--memory-lora", action="store_true", help="LoRA in the ZeRO memory part (default full fine-tuning)")
     p.add_argument("--memory-steps", type=int, default=1, help="timed (and warmup) steps a ZeRO stage runs")
     p.add_argument("--stages", type=int, nargs="+", default=[0, 1, 2, 3], help="ZeRO stages of the memory part")
+    p.add_argument("--strategy", default="deepspeed", choices=["deepspeed", "ddp"],
+                   help="the Ray side's train.strategy in the plain/Ray and precision parts (ZeRO-0 under deepspeed)")
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
                    help="precision of the plain/Ray comparison")
     p.add_argument("--precisions", nargs="*", default=[], choices=["fp32", "bf16"],
@@ -174,13 +177,15 @@ def main() -> None:
     stage, kwargs = tokenizer_stage(cfg, objective_class(cfg.objective.name).special_tokens, None, pre.kind)
     ds, _ = tokenized_dataset(sample_table(cfg, pre.snapshot, SampleRejects()), stage, kwargs)
 
+    engine = {"strategy": "ddp"} if args.strategy == "ddp" else {"strategy": "deepspeed", "zero_stage": 0}
+    ray_name = "Ray Train + DDP" if args.strategy == "ddp" else "Ray Train + DeepSpeed"
     plain, ray_ = [], []
     for i in range(args.repeats):  # alternate, so that load changes hit both alike
         plain.append(plain_loop(cfg, ds, args.steps, args.threads))
         ray_.append(ray_run(args, tmp, f"ray{i}", log_every=args.log_every, num_workers=1,
-                            cpus_per_worker=args.threads, zero_stage=0))
+                            cpus_per_worker=args.threads, **engine))
         print(f"repeat {i + 1}/{args.repeats}: plain {plain[-1]['tokens_per_s']:,.0f} tok/s, "
-              f"Ray Train + DeepSpeed {ray_[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
+              f"{ray_name} {ray_[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
     plain_tps = statistics.median(r["tokens_per_s"] for r in plain) if plain else float("nan")
     ray_tps = statistics.median(r["tokens_per_s"] for r in ray_) if ray_ else float("nan")
     ratio = ray_tps / plain_tps
@@ -188,7 +193,7 @@ def main() -> None:
     by_precision = {}
     for prec in args.precisions:
         r = ray_run(args, tmp, f"prec_{prec}", precision=prec, log_every=1, num_workers=1,
-                    cpus_per_worker=args.threads, zero_stage=0)
+                    cpus_per_worker=args.threads, **engine)
         by_precision[prec] = {"tokens_per_s": round(r["tokens_per_s"], 1), "losses": [round(x, 4) for x in r["losses"]]}
         print(f"{prec}: {r['tokens_per_s']:,.0f} tok/s (Ray Train, 1 worker, {args.threads} threads)", flush=True)
     if {"fp32", "bf16"} <= set(by_precision):
@@ -215,7 +220,8 @@ def main() -> None:
     print(f"model {args.model} ({'full' if args.full else 'LoRA'}), micro-batch {args.micro_batch}, "
           f"{args.steps} timed steps, medians of {args.repeats}")
     print(f"  plain PyTorch loop, {args.threads} threads:      {plain_tps:10,.0f} tokens/s")
-    print(f"  Ray Train + DeepSpeed ZeRO-0, 1 worker:  {ray_tps:10,.0f} tokens/s  (ratio {ratio:.3f}, "
+    print(f"  {ray_name + (' ZeRO-0' if args.strategy == 'deepspeed' else '') + ', 1 worker:':39s} "
+          f"{ray_tps:10,.0f} tokens/s  (ratio {ratio:.3f}, "
           f"overhead {100 * (1 - ratio):+.1f}%)")
     if "bf16_over_fp32" in by_precision:
         f, b = by_precision["fp32"], by_precision["bf16"]
@@ -229,7 +235,7 @@ def main() -> None:
               f"{z['tensor_memory_mb_per_worker']:8,.0f} MB live tensors, RSS {z['peak_memory_mb_per_worker']:8,.0f} MB "
               f"peak / {z['memory_after_steps_mb_per_worker']:8,.0f} MB after the steps, per worker; "
               f"{z['tokens_per_s']:8,.0f} tokens/s")
-    print(json.dumps({"bench": "train_throughput", "model": args.model, "lora": not args.full,
+    print(json.dumps({"bench": "train_throughput", "model": args.model, "lora": not args.full, "strategy": args.strategy,
                       "plain_tokens_per_s": round(plain_tps, 1), "ray_tokens_per_s": round(ray_tps, 1),
                       "ratio": round(ratio, 4), "overhead_pct": round(100 * (1 - ratio), 2),
                       "plain_runs": [round(r["tokens_per_s"], 1) for r in plain],
