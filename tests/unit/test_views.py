@@ -128,3 +128,25 @@ def test_the_backend_encoding_gives_the_tokenizers_own_ids(model, bos_model):
     assert len(tok(["dog"], padding="max_length", max_length=8)["input_ids"][0]) == 8
     assert encode(tok, ["dog"], True, None) == tok(["dog"])["input_ids"]  # no padding after a padded call
     assert len(encode(tok, ["dog"], True, None)[0]) < 8
+
+
+def test_encoding_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from kgscale.models.tokenize import _gc_paused, encode
+
+    tok = load_tokenizer(BackboneConfig(model="tiny-llama"))
+    assert gc.isenabled()
+    assert view_ids(tok, ["dog", "cat"], 8, True) and encode(tok, ["dog"], True, 8)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        view_ids(tok, ["dog"], 8, True)
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError):
+        with _gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
