@@ -216,12 +216,6 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
     ent_rows = _where_kind(text, (ENTITY,)).select(["key", "name", "description", "priority", "file", "offset"])
     rel_rows = _where_kind(text, (RELATION,)).select(["key", "name", "priority", "file", "offset"])
     entities, entity_dupes = _first_text(ent_rows, ["name", "description"])
-    if entities_from_triples and ent_rows.num_rows:
-        # a key's name is its name in either role: a predicate's rdfs:label
-        # arrives as an entity text row and names the relation
-        named = ent_rows.filter(pc.is_valid(ent_rows["name"])).select(rel_rows.column_names)
-        rel_rows = pa.concat_tables([rel_rows, named.cast(rel_rows.schema)])
-    relations, relation_dupes = _first_text(rel_rows, ["name"])
 
     graph_stats = {}
     if entities_from_triples:
@@ -230,6 +224,17 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
             {"key": pa.array([], pa.string()), "role": pa.array([], pa.int8())})
         used_entities = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 0))["key"].combine_chunks())
         used_relations = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 1))["key"].combine_chunks())
+        if ent_rows.num_rows:
+            # a key's name is its name in either role: a predicate's rdfs:label
+            # arrives as an entity text row and names the relation. Only the
+            # rows of keys used as relations (a few hundred keys, where the
+            # entity rows are millions) join the relation rows' sort.
+            named = ent_rows.filter(pc.and_(pc.is_in(ent_rows["key"], value_set=used_relations),
+                                            pc.is_valid(ent_rows["name"])))
+            rel_rows = pa.concat_tables([rel_rows, named.select(rel_rows.column_names).cast(rel_rows.schema)])
+    relations, relation_dupes = _first_text(rel_rows, ["name"])
+
+    if entities_from_triples:
         entities, unused_entity_text, named_from_key = _keep_used(entities, used_entities, ["name", "description"], entity_name_from_key)
         relations, _, texts_from_key = _keep_used(relations, used_relations, ["name"], relation_text_from_key)
         graph_stats = {
