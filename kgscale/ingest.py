@@ -11,12 +11,12 @@ from kgscale.kg.assemble import assemble
 from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
-from kgscale.kg.snapshot import REJECTS, write_tables
+from kgscale.kg.snapshot import write_tables
 from kgscale.kg.sources import open_source
 from kgscale.kg.sources.crash_guard import read_guarded
 from kgscale.kg.sources.neo4j_source import Neo4jConfig
 from kgscale.kg.sources.sparql import SparqlConfig
-from kgscale.output import Timer, atomic_dir, file_sha256, refuse_existing, write_manifest
+from kgscale.output import StageOutput, file_sha256
 from kgscale.ray_session import RayConfig, ensure_ray
 
 
@@ -43,8 +43,8 @@ class IngestConfig(StrictModel):
 
 def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     """Read ``cfg.source`` into a snapshot at ``cfg.out``; return the manifest."""
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
+    stage = StageOutput("ingest", cfg.out, cfg.overwrite)
+    timer = stage.timer
     with timer("open"):
         source = open_source(
             cfg.source,
@@ -56,7 +56,7 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
         )
     ensure_ray(ray_cfg)
     rejects = RejectLog(strict=cfg.strict)
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         with timer("plan"):
             datasource = source.datasource()
         with timer("read_and_encode"):
@@ -66,15 +66,13 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
             result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)
-            rejects.write(tmp / REJECTS)
         with timer("checksum_inputs"):
             inputs = [{"path": p, "bytes": os.path.getsize(p), "sha256": file_sha256(p)} for p in source.input_files()]
         counts_by_split = {s: 0 for s in SPLITS}
         for s, n in zip(*_value_counts(result.triples["split"])):
             counts_by_split[s] = n
-        manifest = write_manifest(
-            tmp,
-            "ingest",
+        manifest = stage.finish(
+            rejects,
             source=source.describe(),
             config=cfg.model_dump(mode="json"),
             inputs=inputs,
@@ -84,9 +82,7 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
                 "triples": counts_by_split,
                 "triples_total": result.triples.num_rows,
             },
-            rejected=rejects.summary(),
             **result.stats,
-            timings_s=timer.total(),
         )
     return manifest
 

@@ -22,6 +22,8 @@ import kgscale
 from kgscale.errors import UserError
 
 MANIFEST = "manifest.json"
+# every stage's rejected input, one JSON line a row (kgscale.kg.rejects.RowLog)
+REJECTS = "rejects.jsonl"
 
 
 class OutputExistsError(UserError, FileExistsError):
@@ -164,3 +166,51 @@ class Timer:
 
     def total(self) -> dict[str, float]:
         return {**self.seconds, "total": round(time.perf_counter() - self._start, 4)}
+
+
+class StageOutput:
+    """The skeleton every stage shares, written once.
+
+    Made at the stage's start, it refuses an output that exists (before any
+    work; ``remedy`` says what to pass instead) and starts the stage's
+    :class:`Timer`. :meth:`writing` is the temporary directory that becomes
+    ``out`` only when the block succeeds (:func:`atomic_dir`); :meth:`finish`,
+    inside it, writes the reject log (``rejects.jsonl``) and the manifest:
+    the common header, the stage's own fields, ``rejected`` and
+    ``timings_s``::
+
+        stage = StageOutput("paths", cfg.out, cfg.overwrite)
+        with stage.timer("mine"):
+            ...
+        with stage.writing() as tmp:
+            pq.write_table(table, tmp / "paths.parquet")
+            return stage.finish(rejects, counts={...})
+
+    Starting Ray stays the driver's own step: a stage checks its inputs
+    first, and some need no cluster for some inputs.
+    """
+
+    def __init__(self, stage: str, out: str | os.PathLike, overwrite: bool = False,
+                 remedy: str = "pass --overwrite to replace it") -> None:
+        refuse_existing(out, overwrite, remedy)
+        self.stage, self.out, self.overwrite = stage, Path(out), overwrite
+        self.timer = Timer()
+        self.dir: Path | None = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Path]:
+        with atomic_dir(self.out, overwrite=self.overwrite) as tmp:
+            self.dir = tmp
+            try:
+                yield tmp
+            finally:
+                self.dir = None
+
+    def finish(self, rejects=None, **fields: Any) -> dict[str, Any]:
+        """The reject log and the manifest, in the directory :meth:`writing` gives."""
+        if self.dir is None:
+            raise RuntimeError("StageOutput.finish belongs inside `with stage.writing():`")
+        if rejects is not None:
+            rejects.write(self.dir / REJECTS)
+            fields["rejected"] = rejects.summary()
+        return write_manifest(self.dir, self.stage, **fields, timings_s=self.timer.total())

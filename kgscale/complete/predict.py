@@ -198,13 +198,12 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.backbone import with_absolute_path
     from kgscale.models.inference import check_loadable, load_inference_tokenizer
-    from kgscale.output import OutputExistsError, Timer, atomic_dir, write_manifest
+    from kgscale.output import StageOutput
     from kgscale.ray_session import ensure_ray
 
     model = with_absolute_path(model)
-    if cfg.out.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{cfg.out} already exists; pass --overwrite to replace it")
-    timer = Timer()
+    stage = StageOutput("predict", cfg.out, cfg.overwrite)
+    timer = stage.timer
     snap = Snapshot(cfg.snapshot)
     kind = check_loadable(model)
     entity, rel, inv, rejects = resolve_queries(cfg, snap)
@@ -246,17 +245,14 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
         "query_entity_id": pa.array(entity[q], pa.int64()), "relation_id": pa.array(rel[q], pa.int64()),
         "candidate_id": pa.array(c, pa.int64()),
     })
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         pq.write_table(table, tmp / "predictions.parquet")
-        rejects.write(tmp / "rejects.jsonl")
-        manifest = write_manifest(
-            tmp, "predict",
+        manifest = stage.finish(
+            rejects,
             config={"predict": cfg.model_dump(mode="json"), "model": model.model_dump(), "embed": embed.model_dump()},
             inputs={"snapshot": str(snap.path), "model": str(model.model)},
             counts={"queries": int(len(entity)), "predictions": table.num_rows, "known": int(known.sum()),
                     "candidates": int(len(candidates))},
-            rejected=rejects.summary(),
-            timings_s=timer.total(),
         )
     return manifest
 

@@ -39,13 +39,12 @@ from kgscale.eval.examples import sample_queries, top_candidates
 from kgscale.eval.embedding import EmbedConfig, completion_views, embed_parts
 from kgscale.kg.answers import AnswerIndex, query_keys
 from kgscale.kg.rejects import TripleRejects
-from kgscale.kg.snapshot import REJECTS
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
 from kgscale.models.inference import load_inference_tokenizer
 from kgscale.models.towers import key_tower_dir
-from kgscale.output import Timer, atomic_dir, write_manifest
+from kgscale.output import StageOutput, Timer
 
 TIE_RULE = ("expected rank: 1 + #(unfiltered candidates scoring above the true answer) "
             "+ #(unfiltered other candidates scoring exactly the same) / 2")
@@ -256,30 +255,25 @@ def evaluate_kgc(snapshot, model: BackboneConfig | str, settings: KGCSettings | 
 
 def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_kgc`, then its results written to ``cfg.out``."""
-    from kgscale.output import refuse_existing
-
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
+    stage = StageOutput("eval-kgc", cfg.out, cfg.overwrite)
+    timer = stage.timer
     ev = evaluate_kgc(cfg.snapshot, model, cfg, embed, rank, ray_cfg, timer)
-    metrics, skipped = ev.metrics, ev.skipped
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    metrics = ev.metrics
+    with stage.writing() as tmp:
         with timer("write"):
             pq.write_table(ev.ranks, tmp / "ranks.parquet")
-            skipped.write(tmp / REJECTS)
             (tmp / "examples.json").write_text(json.dumps(ev.examples, indent=1, ensure_ascii=False) + "\n",
                                                encoding="utf-8")
         metrics["timings_s"] = timer.total()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        manifest = write_manifest(
-            tmp, "eval-kgc",
+        manifest = stage.finish(
+            ev.skipped,
             config={"kgc": cfg.model_dump(mode="json"), "model": metrics["model"], "embed": embed.model_dump(),
                     "rank": rank.model_dump()},
             inputs={"snapshot": metrics["snapshot"], "snapshot_created_at": ev.snapshot_created_at},
             counts={"queries": metrics["queries"], "triples_evaluated": metrics["triples_evaluated"],
                     "candidates": metrics["candidates"]},
-            rejected=skipped.summary(),
             metrics={side: metrics[side] for side in ("tail", "head", "both")},
-            timings_s=metrics["timings_s"],
         )
     return manifest | {"metrics": metrics}
 

@@ -36,7 +36,7 @@ from kgscale.eval.pool import PoolConfig, map_batches_args, threads
 from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part
 from kgscale.kg.rejects import RejectLog
 from kgscale.models.backbone import BackboneConfig, with_absolute_path
-from kgscale.output import Timer, atomic_dir, write_manifest
+from kgscale.output import StageOutput, Timer
 
 RATIONALES = "rationales.parquet"
 RATIONALE_COLUMNS = ("question_id", "rationale")
@@ -326,28 +326,22 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_qa`, then its results written to ``cfg.out``."""
     import json
 
-    from kgscale.output import refuse_existing
-
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
-    ev = evaluate_qa(model, cfg, ray_cfg, timer)
+    stage = StageOutput("eval-qa", cfg.out, cfg.overwrite)
+    ev = evaluate_qa(model, cfg, ray_cfg, stage.timer)
     metrics = ev.metrics
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         if ev.predictions is not None:
             pq.write_table(ev.predictions, tmp / "predictions.parquet")
         if ev.kgqa_predictions is not None:
             pq.write_table(ev.kgqa_predictions, tmp / "kgqa_predictions.parquet")
-        ev.rejects.write(tmp / "rejects.jsonl")
-        metrics["timings_s"] = timer.total()
+        metrics["timings_s"] = stage.timer.total()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        manifest = write_manifest(
-            tmp, "eval-qa",
+        manifest = stage.finish(
+            ev.rejects,
             config={"qa": cfg.model_dump(mode="json"), "model": metrics["model"]},
             inputs={"data": [str(f) for f in ev.files], "rationales": str(cfg.rationales) if cfg.rationales else None,
                     "kgqa": [str(f) for f in cfg.kgqa], "kgqa_snapshot": str(cfg.kgqa_snapshot or "") or None},
             counts={"multiple_choice_questions": ev.multiple_choice_questions, "kgqa_questions": ev.kgqa_questions},
-            rejected=ev.rejects.summary(),
-            timings_s=metrics["timings_s"],
         )
     return manifest | {"metrics": metrics}
 

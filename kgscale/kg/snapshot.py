@@ -27,7 +27,6 @@ from kgscale.output import read_manifest
 TRIPLES = "triples.parquet"
 ENTITIES = "entities.parquet"
 RELATIONS = "relations.parquet"
-REJECTS = "rejects.jsonl"
 
 
 class SnapshotError(UserError, FileNotFoundError):

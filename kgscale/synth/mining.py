@@ -178,15 +178,15 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
     import ray
 
     from kgscale.kg.snapshot import Snapshot
-    from kgscale.output import Timer, atomic_dir, refuse_existing, write_manifest
+    from kgscale.output import StageOutput
     from kgscale.ray_session import ensure_ray
     from kgscale.synth import SynthInputError
     from kgscale.synth.rejects import QuestionRejects
-    from kgscale.synth.schema import PATHS_FILE, REJECTS_FILE
+    from kgscale.synth.schema import PATHS_FILE
     from kgscale.synth.shared_graph import build_shared_graph, put_shared_graph
 
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
+    stage = StageOutput("paths", cfg.out, cfg.overwrite)
+    timer = stage.timer
     qfile = questions_file(cfg.questions)
     names = pq.read_schema(qfile).names
     missing = [c for c in ("question_id", "source_entities", "target_entities") if c not in names]
@@ -217,7 +217,7 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
     )
     rejects = QuestionRejects(strict=cfg.strict)
     stats = _Stats(search.max_hops)
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         writer = None
         with timer("mine"):
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -232,10 +232,8 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
         if writer is None:
             raise SynthInputError(f"{qfile} holds no questions")
         writer.close()
-        rejects.write(tmp / REJECTS_FILE)
-        manifest = write_manifest(
-            tmp,
-            "paths",
+        manifest = stage.finish(
+            rejects,
             inputs={"questions": str(qfile), "snapshot": str(cfg.snapshot)},
             config={"paths": cfg.model_dump(mode="json")},
             graph={
@@ -245,8 +243,6 @@ def run_paths(cfg: PathsConfig, ray_cfg=None) -> dict:
                 "object_store_bytes": shared.nbytes(),
             },
             counts=stats.summary(),
-            rejected=rejects.summary(),
-            timings_s=timer.total(),
         )
     del ref  # the graph leaves the object store once nothing refers to it
     return manifest

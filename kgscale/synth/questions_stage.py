@@ -21,13 +21,13 @@ from kgscale.config import StrictModel, stage_path
 from kgscale.kg.graph import CSRGraph
 from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part, in_part
 from kgscale.kg.snapshot import Snapshot
-from kgscale.output import Timer, atomic_dir, file_sha256, refuse_existing, write_manifest
+from kgscale.output import StageOutput, file_sha256
 from kgscale.synth import SynthInputError
 from kgscale.synth.linking import NameIndex, wordnet_aliases, wordnet_exceptions
 from kgscale.synth.questions_kg import KGQuestionsConfig, synthesise
 from kgscale.synth.questions_qa import OK, LinkConfig, QALinker
 from kgscale.synth.rejects import QuestionRejects
-from kgscale.synth.schema import QUESTION_FIELDS, QUESTIONS_FILE, REJECTS_FILE
+from kgscale.synth.schema import QUESTION_FIELDS, QUESTIONS_FILE
 
 KG_SOURCE = "kg"
 
@@ -70,8 +70,8 @@ def build_name_index(snapshot: Snapshot, link: LinkConfig) -> NameIndex:
 
 def run_questions(cfg: QuestionsConfig, ray_cfg=None) -> dict:
     link, kg = cfg.link, cfg.kg
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
+    stage = StageOutput("questions", cfg.out, cfg.overwrite)
+    timer = stage.timer
     snapshot = Snapshot(cfg.snapshot)
     rejects = QuestionRejects(strict=cfg.strict)
     if cfg.source == KG_SOURCE:
@@ -96,16 +96,11 @@ def run_questions(cfg: QuestionsConfig, ray_cfg=None) -> dict:
         inputs = {"source": str(path), "bytes": os.path.getsize(path), "sha256": file_sha256(path), "snapshot": str(cfg.snapshot)}
         extra = {"linking": {**link_stats, "index_names": len(index.names)},
                  "config": {"questions": cfg.model_dump(mode="json", exclude={"kg"})}}
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         pq.write_table(table, tmp / QUESTIONS_FILE)
-        rejects.write(tmp / REJECTS_FILE)
         by_split = dict(zip(*_value_counts(table["split"]))) if table.num_rows else {}
-        manifest = write_manifest(
-            tmp, "questions", inputs=inputs,
-            counts={"questions": table.num_rows, "by_split": by_split},
-            rejected=rejects.summary(), **extra, timings_s=timer.total(),
-        )
-    return manifest
+        return stage.finish(rejects, inputs=inputs, counts={"questions": table.num_rows, "by_split": by_split},
+                            **extra)
 
 
 def _value_counts(column) -> tuple[list, list]:

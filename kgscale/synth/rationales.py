@@ -18,7 +18,7 @@ from pydantic import Field
 
 from kgscale.config import StrictModel, stage_path
 from kgscale.synth import SynthInputError
-from kgscale.synth.schema import PATHS_FILE, RATIONALE_FIELDS, RATIONALES_FILE, RATIONALES_SCHEMA, REJECTS_FILE
+from kgscale.synth.schema import PATHS_FILE, RATIONALE_FIELDS, RATIONALES_FILE, RATIONALES_SCHEMA
 from kgscale.synth.teacher import TeacherConfig, build_messages, make_teacher, mentions_path_entity, prompt_sha256
 
 TAUGHT_SCHEMA = pa.schema(RATIONALE_FIELDS + [("error", pa.string()), ("attempts", pa.int32())])
@@ -82,13 +82,12 @@ class TeacherActor:
 def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
     import ray
 
-    from kgscale.output import Timer, atomic_dir, refuse_existing, write_manifest
+    from kgscale.output import StageOutput
     from kgscale.ray_session import ensure_ray
     from kgscale.synth.rejects import QuestionRejects
 
     teacher = cfg.teacher
-    timer = Timer()
-    refuse_existing(cfg.out, cfg.overwrite)
+    stage = StageOutput("rationales", cfg.out, cfg.overwrite)
     pfile = cfg.paths / PATHS_FILE if cfg.paths.is_dir() else cfg.paths
     if not pfile.is_file():
         raise SynthInputError(f"paths not found: {pfile} (run `kgscale paths ... --out {cfg.paths}` first)")
@@ -131,7 +130,7 @@ def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
             compute=ray.data.ActorPoolStrategy(size=teacher.workers),
             num_cpus=teacher.cpus_per_worker,
         )
-        with timer("teach"):
+        with stage.timer("teach"):
             taught = list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
     result = pa.concat_tables(taught) if taught else TAUGHT_SCHEMA.empty_table()
     failed = result.filter(pc.is_valid(result["error"]))
@@ -139,12 +138,11 @@ def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
         rejects.add(teacher.teacher_id(), f"question_id={row['question_id']}", row["error"])
     good = result.filter(pc.is_null(result["error"]))
     attempts = result["attempts"].to_numpy() if result.num_rows else []
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with stage.writing() as tmp:
         pq.write_table(good.select(RATIONALES_SCHEMA.names).cast(RATIONALES_SCHEMA), tmp / RATIONALES_FILE)
-        rejects.write(tmp / REJECTS_FILE)
         flagged = int(pc.sum(good["flagged"]).as_py() or 0) if good.num_rows else 0
-        manifest = write_manifest(
-            tmp, "rationales",
+        return stage.finish(
+            rejects,
             inputs={"paths": str(pfile)},
             teacher=teacher.teacher_id(),
             config={"rationales": cfg.model_dump(mode="json", exclude={"teacher"}), "teacher": teacher.model_dump()},
@@ -158,10 +156,7 @@ def run_rationales(cfg: RationalesConfig, ray_cfg=None) -> dict:
                 "teacher_failures": failed.num_rows,
                 "teacher_retries": int(sum(attempts) - len(attempts)),
             },
-            rejected=rejects.summary(),
-            timings_s=timer.total(),
         )
-    return manifest
 
 
 def summary(manifest: dict, out: Path) -> str:

@@ -19,7 +19,6 @@ import pyarrow as pa
 QUESTIONS_FILE = "questions.parquet"
 PATHS_FILE = "paths.parquet"
 RATIONALES_FILE = "rationales.parquet"
-REJECTS_FILE = "rejects.jsonl"
 
 QUESTION_FIELDS = [
     ("question_id", pa.string()),

@@ -33,7 +33,7 @@ from kgscale.config import ConfigError
 from kgscale.models.backbone import ModelLoadError, with_absolute_path
 from kgscale.models.training import resolve_precision
 from kgscale.objectives import objective_class
-from kgscale.output import OutputExistsError, Timer, atomic_dir, place_tree, refuse_existing, write_manifest
+from kgscale.output import OutputExistsError, StageOutput, place_tree
 from kgscale.samples.rejects import SampleRejects
 from kgscale.train import TrainError
 from kgscale.train.config import TrainConfig
@@ -68,8 +68,6 @@ def preflight(cfg: TrainConfig) -> Preflight:
 
     name = cfg.objective.name
     obj, how = objective_class(name), method(name)
-    if cfg.train.out is None:
-        raise ConfigError("train.out: required (the output model directory); set it or pass --out DIR")
     snapshot = None
     if how.input == "rationales":
         if cfg.data.rationales is None:
@@ -137,7 +135,6 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     if overwrite:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        refuse_existing(out, overwrite, "pass --overwrite to replace it or --resume to continue its run")
         if has_run:
             raise OutputExistsError(f"{run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
                                     "or --overwrite to start over")
@@ -172,7 +169,11 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
     from kgscale.train.loop import HF_DIR, train_loop_per_worker
     from kgscale.train.metrics import METRICS
 
-    timer = Timer()
+    if cfg.train.out is None:
+        raise ConfigError("train.out: required (the output model directory); set it or pass --out DIR")
+    output = StageOutput("train", cfg.train.out, overwrite or resume,
+                        "pass --overwrite to replace it or --resume to continue its run")
+    timer = output.timer
     started = time.time()
     cfg = cfg.model_copy(update={"model": with_absolute_path(cfg.model)})
     with timer("preflight"):
@@ -229,14 +230,13 @@ def run_train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False
             raise TrainError(f"the last checkpoint {ckpt} has no exported model; the run did not reach its last step")
         history = [json.loads(x) for x in (ckpt / METRICS).read_text().splitlines() if x.strip()]
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        with atomic_dir(t.out, overwrite=overwrite or resume) as tmp:
+        with output.writing() as tmp:
             for item in (ckpt / HF_DIR).iterdir():
                 place_tree(item, tmp / item.name)
             shutil.copy2(ckpt / METRICS, tmp / METRICS)
             shutil.copy2(run_dir / "train_config.yaml", tmp / "train_config.yaml")
-            rejects.write(tmp / "rejects.jsonl")
-            manifest = _manifest(tmp, cfg, pre, history, state, table.num_rows, truncated, rejects, run_dir,
-                                 result.checkpoint.path, resume, started, timer)
+            manifest = _manifest(output, cfg, pre, history, state, table.num_rows, truncated, rejects, run_dir,
+                                 result.checkpoint.path, resume, started)
     return manifest
 
 
@@ -249,29 +249,28 @@ def _root_cause(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[-1]
 
 
-def _manifest(tmp: Path, cfg: TrainConfig, pre: Preflight, history: list[dict], state: dict, samples: int,
-              truncated: int, rejects: SampleRejects, run_dir: Path, checkpoint: str, resume: bool, started: float,
-              timer: Timer) -> dict:
+def _manifest(output: StageOutput, cfg: TrainConfig, pre: Preflight, history: list[dict], state: dict, samples: int,
+              truncated: int, rejects: SampleRejects, run_dir: Path, checkpoint: str, resume: bool,
+              started: float) -> dict:
     steps = [r for r in history if "step" in r and "loss" in r]
     resumed = [r for r in history if r.get("event") in ("resumed", "restarted") and r.get("time", 0) >= started]
     failures_recovered = max(0, len(resumed) - (1 if resume else 0))
     t = cfg.train
-    return write_manifest(
-        tmp, "train",
+    return output.finish(
+        rejects,
         objective=cfg.objective.name,
         model={"source": cfg.model.model, "kind": pre.kind, "lora": cfg.model.lora.enabled},
         strategy=t.strategy if t.strategy == "ddp" else f"deepspeed-zero{t.zero_stage}",
         workers=t.num_workers,
         steps=state["step"],
         epochs=state["epoch"],
-        samples={"used": samples, "truncated": truncated, "rejected": rejects.summary()},
+        samples={"used": samples, "truncated": truncated},
         loss={"first": steps[0]["loss"] if steps else None, "last": steps[-1]["loss"] if steps else None},
         final_metrics=steps[-1] if steps else {},
         resumed_from_steps=[r["step"] for r in resumed],
         failures_recovered=failures_recovered,
         run_dir=str(run_dir),
         checkpoint=str(checkpoint),
-        timings_s=timer.total(),
         config=cfg.model_dump(mode="json"),
     )
 
@@ -282,7 +281,7 @@ def summary(manifest: dict, out: Path) -> str:
     text = (f"Trained {manifest['objective']} on {manifest['model']['source']} ({lora}) for {manifest['steps']} steps "
             f"with {manifest['workers']} workers ({manifest['strategy']}): loss {loss['first']:.4f} -> {loss['last']:.4f}; "
             f"{fm.get('tokens_per_s', 0):,.0f} tokens/s and {fm.get('samples_per_s', 0):,.1f} samples/s at the end; "
-            f"{s['used']:,} samples ({s['rejected']['total']:,} input rows rejected, {s['truncated']:,} truncated)")
+            f"{s['used']:,} samples ({manifest['rejected']['total']:,} input rows rejected, {s['truncated']:,} truncated)")
     if manifest["resumed_from_steps"]:
         text += f"; resumed from step(s) {', '.join(map(str, manifest['resumed_from_steps']))}"
     if manifest["failures_recovered"]:
