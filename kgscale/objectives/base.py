@@ -42,6 +42,15 @@ class Objective(nn.Module):
     #: tensors it reads from a batch
     batch_keys: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def from_settings(cls, settings, *, known_pairs: torch.Tensor | None = None, num_answers: int | None = None,
+                      kind: str | None = None) -> "Objective":
+        """The module for ``settings`` (its settings model, ``name`` aside, as
+        keyword arguments). The driver's inputs (the training graph's known
+        (query, answer) keys, the entity count, the backbone's kind) are
+        offered to every objective; one that reads them overrides this."""
+        return cls(**settings.model_dump(exclude={"name"}))
+
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:  # pragma: no cover
         raise NotImplementedError
 

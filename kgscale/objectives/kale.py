@@ -17,16 +17,19 @@ context as well) are configuration.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from kgscale.config import StrictModel
+from kgscale.kg.qa_parts import Part
 from kgscale.models.training import causal_parts
 from kgscale.objectives.base import Objective, ObjectiveOutput, masked_token_ce, shifted_label_positions
+from kgscale.objectives.method import Method
 
 
 def kale_loss(logits_without: torch.Tensor, logits_with: torch.Tensor, targets: torch.Tensor, kl_weight: float,
@@ -99,3 +102,43 @@ class KALE(Objective):
             raise ValueError("the answer tokens differ between the views with and without the rationale")
         loss, parts = kale_loss(logits_without, logits_with, targets, self.kl_weight, self.rationale_ce_weight)
         return ObjectiveOutput(loss, {"loss": loss.detach(), **parts, "answer_tokens": torch.tensor(float(targets.numel()))})
+
+
+# ---------------------------------------------------------------- wiring
+
+class KALEData(StrictModel):
+    """KALE's own ``data`` settings (its samples come from ``data.rationales``)."""
+
+    # skip rationales the rationale stage flagged (they are counted)
+    skip_flagged: bool = True
+    # train on every question of these multiple-choice QA files (paths,
+    # folders of *.jsonl or dataset:NAME), a rationale added where the
+    # rationale stage has a usable one (kgscale.samples.kale); empty: the
+    # rationale stage's questions only
+    questions: list[Path] = []
+    # which part of those files (kgscale.kg.qa_parts)
+    questions_part: Part = "all"
+
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _registry_names(cls, value):
+        """``dataset:commonsenseqa`` -> the registry's local file."""
+        from kgscale.kg.registry import resolve_references
+
+        return resolve_references(value)
+
+
+def _samples(cfg, snapshot, rejects):
+    from kgscale.samples.kale import kale_samples
+
+    d = cfg.data
+    return kale_samples(d.rationales, d.skip_flagged, rejects, d.questions, d.questions_part)
+
+
+def _tokenizer(cfg, base: dict, decoder_start_token_id, kind: str):
+    from kgscale.samples.tokenize import KALETokenize
+
+    return KALETokenize, base
+
+
+METHOD = Method("rationales", _samples, _tokenizer, KALEData)

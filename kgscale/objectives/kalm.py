@@ -46,6 +46,7 @@ from kgscale.models.towers import query_and_key
 from kgscale.models.training import causal_parts
 from kgscale.objectives.base import Objective, ObjectiveOutput, full_precision, masked_token_ce, shifted_label_positions
 from kgscale.objectives.gather import all_gather_with_local_grad, world
+from kgscale.objectives.method import Method
 
 KALM_LORA_TARGETS = ["gate_proj", "up_proj", "down_proj"]
 # Upper bound on 1/tau, as CLIP does for its logit scale: a temperature that
@@ -288,6 +289,17 @@ class KaLMContrastive(Objective):
                                            bank_refresh_every=bank_refresh_every, whiten_bank=whiten_bank)
         self.batch_keys = self._keys(settings.views())
 
+    @classmethod
+    def from_settings(cls, settings, *, known_pairs: torch.Tensor | None = None, num_answers: int | None = None,
+                      kind: str | None = None) -> "KaLMContrastive":
+        """Takes the training graph's (query, answer) keys (so true pairs are
+        not negatives; unless ``mask_known_triples`` is off), the number of
+        entities, and the backbone's kind (its pooling)."""
+        params = settings.model_dump(exclude={"name"})
+        mask_known = params.pop("mask_known_triples")
+        return cls(**params, known_pairs=known_pairs if mask_known else None, num_answers=num_answers,
+                   kind=kind or "causal")
+
     def _keys(self, views: set[str]) -> tuple[str, ...]:
         ids = ("query_id", "answer_id") + (("head_id",) if self.self_negatives != "none" or self.entity_bank else ())
         return tuple(k for v in ("query", "key", "head", "lm") if v in views for k in VIEW_KEYS[v]) + ids
@@ -527,3 +539,55 @@ class KaLM(KaLMContrastive):
         lm, _ = completion_lm_loss(hidden, batch["lm_labels"], head)
         loss = contrastive + self.lm_weight * lm
         return ObjectiveOutput(loss, {"loss": loss.detach(), **metrics, "lm": lm.detach()})
+
+
+# ---------------------------------------------------------------- wiring
+
+class KaLMData(StrictModel):
+    """KaLM's own ``data`` settings (every KaLM objective reads them)."""
+
+    # entity texts are cut at this many tokens before composing a view
+    # (no key may contain "token": kgscale.config reads such keys as secrets)
+    max_entity_length: int = Field(50, ge=1)
+    # also train (t, r^-1) -> h
+    inverse: bool = True
+    # implicit alignment: the prompt; the completion is the tail's text
+    lm_prompt: str = "Complete the triple: {query} ->"
+
+
+def _samples(cfg, snapshot, rejects):
+    from kgscale.samples.kalm import kalm_samples
+
+    return kalm_samples(snapshot, cfg.data.split, cfg.data.inverse, rejects)
+
+
+def _tokenizer(cfg, base: dict, decoder_start_token_id, kind: str):
+    from kgscale.samples.tokenize import KaLMTokenize
+
+    d = cfg.data
+    return KaLMTokenize, {**base, "max_entity_length": d.max_entity_length, "lm_prompt": d.lm_prompt,
+                          "views": tuple(sorted(cfg.objective.views())), "append_eos": kind == "causal"}
+
+
+def _contrastive_worker_info(cfg, pre, timer) -> dict:
+    """The entity count, the training graph's (query, answer) keys (true pairs
+    are no negatives) and, with ``objective.entity_bank``, the bank."""
+    import ray
+
+    from kgscale.samples.kalm import known_pair_keys
+    from kgscale.train.bank import entity_bank
+
+    info: dict = {"num_answers": pre.snapshot.num_entities}
+    if cfg.objective.mask_known_triples:
+        info["known_pairs"] = ray.put(known_pair_keys(pre.snapshot, ("train",), cfg.data.inverse))
+    if cfg.objective.entity_bank:
+        with timer("bank"):
+            info.update(entity_bank(cfg, pre))
+    return info
+
+
+#: ``kalm`` and ``kalm_contrastive``: the contrastive objectives, with the
+#: workers' entity count, known triples and entity bank
+CONTRASTIVE_METHOD = Method("snapshot", _samples, _tokenizer, KaLMData, worker_info=_contrastive_worker_info)
+#: ``kalm_lm``: triple completion alone
+COMPLETION_METHOD = Method("snapshot", _samples, _tokenizer, KaLMData)

@@ -24,10 +24,12 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from kgscale.config import StrictModel
 from kgscale.objectives.base import Objective, ObjectiveOutput, masked_token_ce
+from kgscale.objectives.method import Method
 
 ENTITY_TOKENS = ("<ent>", "</ent>", "<ent_desc>", "</ent_desc>", "<sep>")
 
@@ -63,3 +65,43 @@ class KILM(Objective):
             desc = batch["description_mask"].bool() & (labels != -100)
             desc_ce = masked_token_ce(logits[desc], labels[desc]) if desc.any() else torch.zeros((), device=logits.device)
         return ObjectiveOutput(loss, {"loss": loss.detach(), "description": desc_ce})
+
+
+# ---------------------------------------------------------------- wiring
+
+class KILMData(StrictModel):
+    """KILM's own ``data`` settings (``data.seed`` also seeds its noise)."""
+
+    # sentences of verbalised neighbourhood around the entity
+    neighbours: int = Field(4, ge=1)
+    # share of context tokens under text-infilling masks
+    mask_ratio: float = Field(0.3, ge=0.0, le=1.0)
+    # mean span length of the infilling noise
+    poisson_lambda: float = Field(3.0, gt=0.0)
+    # descriptions are cut at this many tokens
+    max_description_length: int = Field(64, ge=1)
+
+
+def _samples(cfg, snapshot, rejects):
+    from kgscale.samples.kilm import kilm_samples
+
+    return kilm_samples(snapshot, cfg.data.neighbours, cfg.data.seed, rejects)
+
+
+def _tokenizer(cfg, base: dict, decoder_start_token_id, kind: str):
+    from kgscale.samples.tokenize import KILMTokenize
+
+    d = cfg.data
+    return KILMTokenize, {**base, "decoder_start_token_id": decoder_start_token_id, "mask_ratio": d.mask_ratio,
+                          "poisson_lambda": d.poisson_lambda, "max_description_length": d.max_description_length,
+                          "seed": d.seed}
+
+
+def _check_tokenizer(cfg, tokenizer) -> None:
+    from kgscale.config import ConfigError
+
+    if tokenizer.mask_token_id is None:
+        raise ConfigError(f"model.model: KILM needs a tokenizer with a mask token; {cfg.model.model!r} has none")
+
+
+METHOD = Method("snapshot", _samples, _tokenizer, KILMData, check_tokenizer=_check_tokenizer)

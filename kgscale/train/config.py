@@ -13,22 +13,22 @@ Every key is documented on its field; unknown keys are errors.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, model_validator
 
 from kgscale.config import StrictModel, stage_path
-from kgscale.kg.qa_parts import Part
 from kgscale.models.training import ModelSettings
-from kgscale.objectives import ObjectiveSettings
+from kgscale.objectives import METHODS, objective_settings
+from kgscale.objectives.method import Method
 from kgscale.ray_session import RayConfig
 
 
-class DataSettings(StrictModel):
-    """The ``data`` section. Fields marked KaLM / KALE / KILM are that method's
-    own (its ``Method.data_fields``, kgscale.train.methods): TrainConfig refuses
-    one set away from its default for another objective."""
+class CommonData(StrictModel):
+    """The ``data`` settings every method reads. The section holds these and
+    each registered method's own (:func:`data_settings_model`)."""
 
     # KG snapshot (`kgscale ingest`): KaLM and KILM samples come from it
     snapshot: Path | None = stage_path("input", None)
@@ -48,38 +48,30 @@ class DataSettings(StrictModel):
     # micro-batches of rows of similar length (within windows of the epoch's
     # random order), so a micro-batch pads little (kgscale.train.order)
     group_by_length: bool = True
-    # KaLM: entity texts are cut at this many tokens before composing a view
-    # (no key may contain "token": kgscale.config reads such keys as secrets)
-    max_entity_length: int = Field(50, ge=1)
-    # KaLM: also train (t, r^-1) -> h
-    inverse: bool = True
-    # KaLM implicit alignment: the prompt; the completion is the tail's text
-    lm_prompt: str = "Complete the triple: {query} ->"
-    # KALE: skip rationales the rationale stage flagged (they are counted)
-    skip_flagged: bool = True
-    # KALE: train on every question of these multiple-choice QA files (paths,
-    # folders of *.jsonl or dataset:NAME), a rationale added where the
-    # rationale stage has a usable one (kgscale.samples.kale); empty: the
-    # rationale stage's questions only
-    questions: list[Path] = []
-    # KALE: which part of those files (kgscale.kg.qa_parts)
-    questions_part: Part = "all"
-    # KILM: sentences of verbalised neighbourhood around the entity
-    neighbours: int = Field(4, ge=1)
-    # KILM: share of context tokens under text-infilling masks
-    mask_ratio: float = Field(0.3, ge=0.0, le=1.0)
-    # KILM: mean span length of the infilling noise
-    poisson_lambda: float = Field(3.0, gt=0.0)
-    # KILM: descriptions are cut at this many tokens
-    max_description_length: int = Field(64, ge=1)
 
-    @field_validator("questions", mode="before")
-    @classmethod
-    def _registry_names(cls, value):
-        """``dataset:commonsenseqa`` -> the registry's local file."""
-        from kgscale.kg.registry import resolve_references
 
-        return resolve_references(value)
+DATA_DOC = """The ``data`` section: the settings every method reads
+(:class:`CommonData`), then each registered method's own (its
+``Method.data`` model, beside its objective in kgscale/objectives/:
+KaLMData, KALEData, KILMData), one flat section. TrainConfig refuses one of
+a method's own fields set away from its default for another objective."""
+
+
+def data_settings_model(methods: Iterable[Method] | None = None) -> type[StrictModel]:
+    """The ``data`` section's model: :class:`CommonData` and each method's
+    ``data`` model (registration order; one model shared by several names
+    counted once), fields in that order. ``methods``: the registered ones
+    unless given. A field two of them define is an error."""
+    models = list(dict.fromkeys(m.data for m in (METHODS.values() if methods is None else methods)))
+    owner = {f: CommonData for f in CommonData.model_fields}
+    for model in models:
+        for f in model.model_fields:
+            if f in owner:
+                raise ValueError(f"data.{f}: defined by both {owner[f].__name__} and {model.__name__}; "
+                                 "a method's data field must be its own")
+            owner[f] = model
+    # pydantic orders the fields of several bases from the last base to the first
+    return type("DataSettings", (*reversed(models), CommonData), {"__doc__": DATA_DOC, "__module__": __name__})
 
 
 class FaultInjection(StrictModel):
@@ -140,10 +132,13 @@ class TrainSettings(StrictModel):
         return self.num_workers * self.micro_batch_size * self.grad_accum_steps
 
 
-class TrainConfig(StrictModel):
-    objective: ObjectiveSettings
+class TrainConfigBase(StrictModel):
+    """The sections of a training config; ``objective`` and ``data`` are
+    typed by :func:`train_config_model` from the registered objectives."""
+
+    objective: StrictModel
     model: ModelSettings
-    data: DataSettings = DataSettings()
+    data: CommonData = CommonData()
     train: TrainSettings = TrainSettings()
     ray: RayConfig = RayConfig()
 
@@ -164,3 +159,17 @@ class TrainConfig(StrictModel):
         if self.train.strategy == "ddp":
             data["train"].pop("zero_stage", None)
         return data
+
+
+def train_config_model() -> type[TrainConfigBase]:
+    """The training config's model for the objectives registered now: the
+    ``objective`` union of their settings models and the ``data`` section of
+    the common settings and their data models. :data:`TrainConfig` is this,
+    built once at import; a test that registers an objective builds another."""
+    data = data_settings_model()
+    return create_model("TrainConfig", __base__=TrainConfigBase, __module__=__name__,
+                        objective=(objective_settings(), ...), data=(data, data()))
+
+
+TrainConfig = train_config_model()
+DataSettings = TrainConfig.model_fields["data"].annotation
