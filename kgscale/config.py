@@ -46,20 +46,29 @@ STAGE_PATH = "stage_path"
 
 def stage_path(role: str, default: Any = ..., **kw: Any) -> Any:
     """A stage config's field that says where the stage reads (``role="input"``:
-    another stage's output) or writes (``"output"``). ``kgscale run`` fills
-    them in from its run directory, and they stay out of the stage's
-    fingerprint view: where a result lies does not change what it holds
-    (an input's content is in its own stage's fingerprint)."""
+    another stage's output, or a source's files) or writes (``"output"``).
+    ``kgscale run`` fills an earlier stage's directory in from its run
+    directory, and they stay out of the stage's fingerprint view: where a
+    result lies does not change what it holds (an input's content is in its
+    own stage's fingerprint, a source's in the stamp of its files)."""
     if role not in ("input", "output"):
         raise ValueError(f"stage_path: role must be 'input' or 'output', not {role!r}")
     return Field(default, json_schema_extra={STAGE_PATH: role}, **kw)
 
 
-def fingerprint_view(cfg: BaseModel, exclude: set[str] = frozenset()) -> dict[str, Any]:
+def runtime_setting(default: Any = ..., **kw: Any) -> Any:
+    """A stage config's field that says where the stage runs (the Ray
+    cluster it joins), not what it computes: left out of the fingerprint
+    view like a :func:`stage_path`, so the same stage run on another cluster
+    is the same result."""
+    return Field(default, json_schema_extra={STAGE_PATH: "runtime"}, **kw)
+
+
+def fingerprint_view(cfg: BaseModel) -> dict[str, Any]:
     """What of a stage's config decides its output: every setting except its
-    :func:`stage_path` fields and ``overwrite``, derived from the model so
-    that no stage keeps a list of its own."""
-    skip: dict[str, Any] = {name: True for name in ("overwrite", *exclude)}
+    :func:`stage_path` and :func:`runtime_setting` fields and ``overwrite``,
+    derived from the model so that no stage keeps a list of its own."""
+    skip: dict[str, Any] = {"overwrite": True}
     skip.update(_stage_paths(type(cfg)))
     return cfg.model_dump(mode="json", exclude=skip)
 

@@ -32,51 +32,44 @@ def register(sub) -> None:
     q.set_defaults(func=run_qa, command="eval qa")
 
 
-# the settings of the model, the embedder and the ranking are fields of the
-# stage's own section, spelled as in a `kgscale run` config's eval.kgc / eval.qa
+# the model, the embedder and the ranking are fields of the stage's own
+# section, spelled as in a `kgscale run` config's eval.kgc / eval.qa
 KGC_MOVED = {"model": "kgc.model", "embed": "kgc.embed", "rank": "kgc.rank"}
 QA_MOVED = {"model": "qa.model"}
 
 
-def _pop_model(section: dict, flag: str | None) -> dict:
-    from kgscale.models.backbone import model_section
-
-    model = model_section(section.pop("model", None))
+def _with_model_flag(data: dict, section: str, flag: str | None) -> dict:
+    """--model names the model; with the section's model a mapping of
+    settings (kind, gguf_file), only its name is replaced."""
     if flag is not None:
-        model["model"] = flag
-    return model
+        sec = data.setdefault(section, {}) or {}
+        model = sec.get("model")
+        sec["model"] = {**model, "model": flag} if isinstance(model, dict) else flag
+        data[section] = sec
+    return data
 
 
 def run_kgc(args) -> int:
-    from kgscale.eval.embedding import EmbedConfig
-    from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc as run, summary
-    from kgscale.models.backbone import BackboneConfig
+    from kgscale.eval.kgc import KGCConfig, run_kgc as run, summary
     from kgscale.ray_session import RayConfig
 
     flags = {"snapshot": args.snapshot, "out": args.out, "limit": args.limit, "strict": args.strict or None,
              "overwrite": args.overwrite or None}
-    data = config_sections(args, {"kgc", "ray"}, {"kgc": flags}, moved=KGC_MOVED)
-    sec = data["kgc"]
-    parts = {"model": _pop_model(sec, args.model), "embed": sec.pop("embed", None) or {},
-             "rank": sec.pop("rank", None) or {}}
-    model, embed, rank = (build_section(cls, parts, name, args, prefix="kgc.")
-                          for cls, name in ((BackboneConfig, "model"), (EmbedConfig, "embed"), (RankConfig, "rank")))
+    data = _with_model_flag(config_sections(args, {"kgc", "ray"}, {"kgc": flags}, moved=KGC_MOVED), "kgc", args.model)
     cfg = build_section(KGCConfig, data, "kgc", args)
-    result = run(cfg, model, embed, rank, build_section(RayConfig, data, "ray", args))
+    result = run(cfg, build_section(RayConfig, data, "ray", args))
     print(summary(result, cfg.out))
     return 0
 
 
 def run_qa(args) -> int:
     from kgscale.eval.qa import QAConfig, run_qa as run, summary
-    from kgscale.models.backbone import BackboneConfig
     from kgscale.ray_session import RayConfig
 
     flags = {"data": args.data, "rationales": args.rationales, "kgqa": args.kgqa, "kgqa_snapshot": args.kgqa_snapshot,
              "out": args.out, "limit": args.limit, "strict": args.strict or None, "overwrite": args.overwrite or None}
-    data = config_sections(args, {"qa", "ray"}, {"qa": flags}, moved=QA_MOVED)
-    model = build_section(BackboneConfig, {"model": _pop_model(data["qa"], args.model)}, "model", args, prefix="qa.")
+    data = _with_model_flag(config_sections(args, {"qa", "ray"}, {"qa": flags}, moved=QA_MOVED), "qa", args.model)
     cfg = build_section(QAConfig, data, "qa", args)
-    result = run(cfg, model, build_section(RayConfig, data, "ray", args))
+    result = run(cfg, build_section(RayConfig, data, "ray", args))
     print(summary(result, cfg.out))
     return 0

@@ -41,7 +41,7 @@ from kgscale.kg.answers import AnswerIndex, query_keys
 from kgscale.kg.rejects import TripleRejects
 from kgscale.eval.metrics import format_metrics, ranking_report
 from kgscale.eval.ranking import QueryFilters, filtered_ranks
-from kgscale.models.backbone import BackboneConfig, with_absolute_path
+from kgscale.models.backbone import BackboneConfig, ModelSetting, with_absolute_path
 from kgscale.models.inference import load_inference_tokenizer
 from kgscale.models.towers import key_tower_dir
 from kgscale.output import StageOutput, Timer
@@ -85,12 +85,19 @@ class KGCSettings(StrictModel):
 
 
 class KGCConfig(KGCSettings):
-    """The ``kgscale eval kgc`` stage: the settings, the snapshot it reads and
-    the directory it writes."""
+    """The ``kgscale eval kgc`` stage: the model, the settings of its
+    embedding and of the ranking, the snapshot it reads and the directory it
+    writes (the ``kgc:`` section of ``kgscale eval kgc --config``, and
+    ``eval.kgc`` in a ``kgscale run`` config)."""
 
     snapshot: Path = stage_path("input")
     out: Path = stage_path("output")
     overwrite: bool = False
+    # the model evaluated: a packaged or tiny name, a directory, a hub id, or
+    # a mapping of model settings ({model: ..., kind: ..., gguf_file: ...})
+    model: ModelSetting
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    rank: RankConfig = Field(default_factory=RankConfig)
 
 
 def _rank(queries, candidates, targets, filters, filters_x, rank: RankConfig, device):
@@ -253,11 +260,11 @@ def evaluate_kgc(snapshot, model: BackboneConfig | str, settings: KGCSettings | 
                          snapshot_created_at=snap.manifest.get("created_at"))
 
 
-def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: RankConfig, ray_cfg=None) -> dict:
+def run_kgc(cfg: KGCConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_kgc`, then its results written to ``cfg.out``."""
     stage = StageOutput("eval-kgc", cfg.out, cfg.overwrite)
     timer = stage.timer
-    ev = evaluate_kgc(cfg.snapshot, model, cfg, embed, rank, ray_cfg, timer)
+    ev = evaluate_kgc(cfg.snapshot, cfg.model, cfg, cfg.embed, cfg.rank, ray_cfg, timer)
     metrics = ev.metrics
     with stage.writing() as tmp:
         with timer("write"):
@@ -268,8 +275,8 @@ def run_kgc(cfg: KGCConfig, model: BackboneConfig, embed: EmbedConfig, rank: Ran
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         manifest = stage.finish(
             ev.skipped,
-            config={"kgc": cfg.model_dump(mode="json"), "model": metrics["model"], "embed": embed.model_dump(),
-                    "rank": rank.model_dump()},
+            config={"kgc": cfg.model_dump(mode="json", exclude={"model", "embed", "rank"}), "model": metrics["model"],
+                    "embed": cfg.embed.model_dump(), "rank": cfg.rank.model_dump()},
             inputs={"snapshot": metrics["snapshot"], "snapshot_created_at": ev.snapshot_created_at},
             counts={"queries": metrics["queries"], "triples_evaluated": metrics["triples_evaluated"],
                     "candidates": metrics["candidates"]},

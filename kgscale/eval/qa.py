@@ -35,7 +35,7 @@ from kgscale.eval.kgqa import Generator, questions_from_snapshot, read_questions
 from kgscale.eval.pool import PoolConfig, map_batches_args, threads
 from kgscale.kg.qa_parts import DEFAULT_HOLDOUT, Part
 from kgscale.kg.rejects import RejectLog
-from kgscale.models.backbone import BackboneConfig, with_absolute_path
+from kgscale.models.backbone import BackboneConfig, ModelSetting, with_absolute_path
 from kgscale.output import StageOutput, Timer
 
 RATIONALES = "rationales.parquet"
@@ -45,8 +45,9 @@ RATIONALE_COLUMNS = ("question_id", "rationale")
 class QASettings(PoolConfig):
     """What QA evaluation scores and how (:func:`evaluate_qa`)."""
 
-    # multiple-choice JSONL files, or folders of *.jsonl, or dataset:NAME from the registry
-    data: list[Path] = []
+    # multiple-choice JSONL files, or folders of *.jsonl, or dataset:NAME from
+    # the registry (an input: `kgscale run` stamps the files by their content)
+    data: list[Path] = stage_path("input", [])
     # a directory with rationales.parquet (or the file itself), joined on question_id
     rationales: Path | None = stage_path("input", None)
     # generation KGQA: question files, and/or a snapshot to synthesise 1-hop questions from
@@ -83,10 +84,14 @@ class QASettings(PoolConfig):
 
 
 class QAConfig(QASettings):
-    """The ``kgscale eval qa`` stage: the settings and the directory it writes."""
+    """The ``kgscale eval qa`` stage: the model, the settings and the
+    directory it writes (the ``qa:`` section of ``kgscale eval qa
+    --config``, and ``eval.qa`` in a ``kgscale run`` config)."""
 
     out: Path = stage_path("output")
     overwrite: bool = False
+    # the model scored: a name, a directory, a hub id or a mapping of model settings
+    model: ModelSetting
 
 
 def mc_files(paths: list[Path]) -> list[Path]:
@@ -322,12 +327,12 @@ def evaluate_qa(model: BackboneConfig | str, settings: QASettings, ray_cfg=None,
                         kgqa_questions=len(kq["dataset"]))
 
 
-def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
+def run_qa(cfg: QAConfig, ray_cfg=None) -> dict:
     """The stage: :func:`evaluate_qa`, then its results written to ``cfg.out``."""
     import json
 
     stage = StageOutput("eval-qa", cfg.out, cfg.overwrite)
-    ev = evaluate_qa(model, cfg, ray_cfg, stage.timer)
+    ev = evaluate_qa(cfg.model, cfg, ray_cfg, stage.timer)
     metrics = ev.metrics
     with stage.writing() as tmp:
         if ev.predictions is not None:
@@ -338,7 +343,7 @@ def run_qa(cfg: QAConfig, model: BackboneConfig, ray_cfg=None) -> dict:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         manifest = stage.finish(
             ev.rejects,
-            config={"qa": cfg.model_dump(mode="json"), "model": metrics["model"]},
+            config={"qa": cfg.model_dump(mode="json", exclude={"model"}), "model": metrics["model"]},
             inputs={"data": [str(f) for f in ev.files], "rationales": str(cfg.rationales) if cfg.rationales else None,
                     "kgqa": [str(f) for f in cfg.kgqa], "kgqa_snapshot": str(cfg.kgqa_snapshot or "") or None},
             counts={"multiple_choice_questions": ev.multiple_choice_questions, "kgqa_questions": ev.kgqa_questions},

@@ -21,7 +21,9 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
 
 from kgscale.config import StrictModel
 from kgscale.errors import UserError
@@ -68,6 +70,15 @@ def model_section(value) -> dict:
     if not isinstance(value, dict):
         raise ModelLoadError(f"model: must be a name or a mapping of model settings, not {type(value).__name__}")
     return dict(value)
+
+
+def _spelled_model(value):
+    return {"model": str(value)} if isinstance(value, (str, Path)) else value
+
+
+#: a stage config's model field: a name, or the mapping of a BackboneConfig
+#: (``kgc.model: all-minilm-l6-v2`` or ``kgc.model: {model: ..., kind: ...}``)
+ModelSetting = Annotated[BackboneConfig, BeforeValidator(_spelled_model)]
 
 
 def with_absolute_path(cfg: BackboneConfig) -> BackboneConfig:

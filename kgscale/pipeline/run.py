@@ -213,7 +213,6 @@ class Pipeline:
 
     def _train(self, name: str) -> None:
         from kgscale.train.config import TrainConfig
-        from kgscale.train.run import run_train
 
         where = f"train.{name}"
         if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
@@ -245,76 +244,68 @@ class Pipeline:
         self.starts[name] = ({k: v for k, v in model.items() if k in ("model", "gguf_file", "kind", "seed")}, refs)
         sec.setdefault("train", {})["out"] = str(self.out("train", name))
         cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
-        view = fingerprint_view(cfg, exclude={"ray"})
+        view = fingerprint_view(cfg)
         fp = fingerprint(where, {**view, "model": self._named(view["model"])}, upstream)
         self._add(f"train/{name}", self.out("train", name), fp, lambda: _train_stage(cfg, fp, f"train/{name}"))
 
-    def _eval_kgc(self, sec: dict) -> None:
-        from kgscale.models.backbone import BackboneConfig, model_section
+    def _model(self, value: Any, where: str) -> tuple[dict, list[str]]:
+        """A section's model (a name or a mapping) with ``"@NAME"`` resolved,
+        and the fingerprints it brings."""
+        from kgscale.models.backbone import model_section
 
+        model = model_section(value)
+        model["model"], refs = self._model_ref(model.get("model"), f"{where}.model")
+        return model, refs
+
+    def _eval_kgc(self, sec: dict) -> None:
         sec = copy.deepcopy(sec)
         _need(self.data, "eval.kgc", "ingest")
-        model = sec.pop("model", None)
-        model = model_section(model)
-        ref = model.get("model")
         # a trained model is evaluated beside the model its run started from,
         # with identical settings, unless `compare_start: false`
         compare = sec.pop("compare_start", True)
         if not isinstance(compare, bool):
             raise ConfigError(f"eval.kgc.compare_start: must be true or false (got {compare!r})")
-        model["model"], refs = self._model_ref(ref, "eval.kgc.model")
-        bb = build(BackboneConfig, model, source=self.source, section="eval.kgc.model")
-        if compare and isinstance(ref, str) and ref.startswith("@"):
-            start, start_refs = self.starts[ref[1:]]
-            self._kgc_stage("eval/kgc_start", build(BackboneConfig, start, source=self.source, section="eval.kgc.model"),
-                            start_refs, sec)
-        self._kgc_stage("eval/kgc", bb, refs, sec)
+        model, refs = self._model(sec.pop("model", None), "eval.kgc")
+        ref = self.refs.get(model["model"], "")
+        if compare and ref.startswith("@"):
+            self._kgc_stage("eval/kgc_start", sec, *self.starts[ref[1:]])
+        self._kgc_stage("eval/kgc", sec, model, refs)
 
-    def _kgc_stage(self, name: str, bb, refs: list[str], sec: dict) -> None:
-        from kgscale.eval.embedding import EmbedConfig
-        from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+    def _kgc_stage(self, name: str, sec: dict, model: dict, refs: list[str]) -> None:
+        from kgscale.eval.kgc import KGCConfig, run_kgc
 
-        sec = copy.deepcopy(sec)
-        sec.pop("model", None)
-        embed = build(EmbedConfig, sec.pop("embed", {}) or {}, source=self.source, section="eval.kgc.embed")
-        rank = build(RankConfig, sec.pop("rank", {}) or {}, source=self.source, section="eval.kgc.rank")
-        cfg = build(KGCConfig, {**sec, "snapshot": str(self.out("snapshot")), "out": str(self.out(*name.split("/"))),
-                                "overwrite": True}, source=self.source, section="eval.kgc")
-        config = {"kgc": fingerprint_view(cfg), "model": self._named(bb.model_dump()),
-                  "embed": embed.model_dump(mode="json"), "rank": rank.model_dump(mode="json")}
-        fp = fingerprint(name, config, [self.fp["ingest"], *refs])
-        self._add(name, cfg.out, fp, lambda: run_kgc(cfg, bb, embed, rank, self.ray))
+        cfg = build(KGCConfig, {**sec, "model": model, "snapshot": str(self.out("snapshot")),
+                                "out": str(self.out(*name.split("/"))), "overwrite": True},
+                    source=self.source, section="eval.kgc")
+        view = fingerprint_view(cfg)
+        fp = fingerprint(name, {**view, "model": self._named(view["model"])}, [self.fp["ingest"], *refs])
+        self._add(name, cfg.out, fp, lambda: run_kgc(cfg, self.ray))
 
     def _eval_qa(self, sec: dict) -> None:
         sec = copy.deepcopy(sec)
-        primary = sec.get("model")
         # other models scored with identical settings, each its own stage
         # eval/qa_<name>: "@NAME" (another training run) or "start" (the model
         # the primary run started from)
         compare = sec.pop("compare", []) or []
         if not isinstance(compare, list):
             raise ConfigError("eval.qa.compare: must be a list of models (\"@NAME\" or \"start\")")
-        for ref in compare:
-            if ref == "start":
-                if not (isinstance(primary, str) and primary.startswith("@")):
+        model, refs = self._model(sec.pop("model", None), "eval.qa")
+        primary = self.refs.get(model["model"], "")
+        for other in compare:
+            if other == "start":
+                if not primary.startswith("@"):
                     raise ConfigError("eval.qa.compare: \"start\" needs eval.qa.model to name a training run (\"@NAME\")")
-                start, _ = self.starts[primary[1:]]
-                self._qa_stage("eval/qa_start", {**sec, "model": start})
-            elif isinstance(ref, str) and ref.startswith("@"):
-                self._qa_stage(f"eval/qa_{ref[1:]}", {**sec, "model": ref})
+                self._qa_stage("eval/qa_start", sec, *self.starts[primary[1:]])
+            elif isinstance(other, str) and other.startswith("@"):
+                self._qa_stage(f"eval/qa_{other[1:]}", sec, *self._model(other, f"eval.qa_{other[1:]}"))
             else:
-                raise ConfigError(f"eval.qa.compare: {ref!r} is neither \"@NAME\" nor \"start\"")
-        self._qa_stage("eval/qa", sec)
+                raise ConfigError(f"eval.qa.compare: {other!r} is neither \"@NAME\" nor \"start\"")
+        self._qa_stage("eval/qa", sec, model, refs)
 
-    def _qa_stage(self, name: str, sec: dict) -> None:
+    def _qa_stage(self, name: str, sec: dict, model: dict, refs: list[str]) -> None:
         from kgscale.eval.qa import QAConfig, run_qa
-        from kgscale.models.backbone import BackboneConfig, model_section
 
         sec = copy.deepcopy(sec)
-        model = sec.pop("model", None)
-        model = model_section(model)
-        model["model"], refs = self._model_ref(model.get("model"), f"{name.replace('/', '.')}.model")
-        bb = build(BackboneConfig, model, source=self.source, section="eval.qa.model")
         upstream = list(refs)
         # with a rationale stage in the run, QA is scored with and without them
         if "rationales" not in sec and "rationales" in self.fp:
@@ -325,13 +316,13 @@ class Pipeline:
             sec["kgqa_snapshot"] = str(self.out("snapshot"))
             upstream.append(self.fp["ingest"])
         data_refs = [str(p) for p in sec.get("data", []) or []]
-        sec["data"] = [resolve_reference(p) for p in data_refs]
-        cfg = build(QAConfig, {**sec, "out": str(self.out(*name.split("/"))), "overwrite": True},
+        cfg = build(QAConfig, {**sec, "model": model, "out": str(self.out(*name.split("/"))), "overwrite": True},
                     source=self.source, section="eval.qa")
         # the data files are stamped by name and content, not by where this machine keeps them
-        config = {"qa": fingerprint_view(cfg, exclude={"data"}), "model": self._named(bb.model_dump())}
-        fp = fingerprint(name, config, upstream, [_source_stamp(p) for p in data_refs])
-        self._add(name, cfg.out, fp, lambda: run_qa(cfg, bb, self.ray))
+        view = fingerprint_view(cfg)
+        fp = fingerprint(name, {**view, "model": self._named(view["model"])}, upstream,
+                         [_source_stamp(p) for p in data_refs])
+        self._add(name, cfg.out, fp, lambda: run_qa(cfg, self.ray))
 
     # -- running ----------------------------------------------------------
     def execute(self, progress: Callable[[str], None] = print) -> list[StageResult]:

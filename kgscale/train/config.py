@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, create_model, model_validator
 
-from kgscale.config import StrictModel, stage_path
+from kgscale.config import StrictModel, runtime_setting, stage_path
 from kgscale.models.training import ModelSettings
 from kgscale.objectives import METHODS, objective_settings
 from kgscale.objectives.method import Method
@@ -140,7 +140,7 @@ class TrainConfigBase(StrictModel):
     model: ModelSettings
     data: CommonData = CommonData()
     train: TrainSettings = TrainSettings()
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = runtime_setting(default_factory=RayConfig)
 
     @model_validator(mode="after")
     def _data_suits_the_objective(self):

@@ -139,8 +139,8 @@ def test_encoder_query_tower_against_a_frozen_bank_then_evaluated(tmp_path, shar
     cached = set(cache_dir().glob("*.npy"))
     assert cached  # the bank
 
-    result = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc"),
-                     BackboneConfig(model=str(out)), EmbedConfig(max_length=32, max_entity_tokens=24), RankConfig())
+    result = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc", model=str(out),
+                               embed=EmbedConfig(max_length=32, max_entity_tokens=24), rank=RankConfig()))
     m = result["metrics"]
     assert m["towers"] == "query and key" and m["queries"] == 40
     # the entity views were the bank's, by the same weights: one new entry (the queries)
@@ -155,7 +155,7 @@ def test_causal_query_tower_against_a_whitened_frozen_bank_then_evaluated(tmp_pa
     import numpy as np
 
     from kgscale.eval.embedding import EmbedConfig, embed_parts
-    from kgscale.eval.kgc import KGCConfig, RankConfig, run_kgc
+    from kgscale.eval.kgc import KGCConfig, run_kgc
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.backbone import BackboneConfig
     from kgscale.models.embed_cache import cache_dir
@@ -194,8 +194,8 @@ def test_causal_query_tower_against_a_whitened_frozen_bank_then_evaluated(tmp_pa
     assert np.allclose(keys, whitening.apply_numpy(raw), atol=1e-6)
     assert not np.allclose(keys, raw, atol=1e-2)
 
-    m = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc"), BackboneConfig(model=str(out)),
-                EmbedConfig(max_length=32, max_entity_tokens=24), RankConfig())["metrics"]
+    m = run_kgc(KGCConfig(snapshot=snap, out=tmp_path / "kgc", model={"model": str(out)},
+                          embed={"max_length": 32, "max_entity_tokens": 24}))["metrics"]
     assert m["towers"] == "query and key" and m["queries"] == 40
 
 

@@ -3,7 +3,7 @@ import pytest
 from pathlib import Path
 
 from kgscale.config import (ConfigError, StrictModel, apply_overrides, build, fingerprint_view, read_yaml,
-                            secret_from_env, stage_path)
+                            runtime_setting, secret_from_env, stage_path)
 
 
 class Inner(StrictModel):
@@ -86,15 +86,17 @@ class Stage(StrictModel):
     out: Path = stage_path("output")
     optional: Path | None = stage_path("input", None)
     settings: Settings
+    ray: dict = runtime_setting(default_factory=dict)
     overwrite: bool = False
     strict: bool = False
 
 
 def test_fingerprint_view_leaves_out_stage_paths_at_every_depth_and_overwrite():
-    a = Stage(reads="/a/in", out="/a/out", optional="/a/x", settings={"where": "/a/w", "size": 2}, overwrite=True)
+    a = Stage(reads="/a/in", out="/a/out", optional="/a/x", settings={"where": "/a/w", "size": 2}, overwrite=True,
+              ray={"address": "auto"})
     b = Stage(reads="/b/in", out="/b/out", settings={"where": "/b/w", "size": 2})
+    # where it reads and writes, and where it runs (a runtime setting), are not in the view
     assert fingerprint_view(a) == fingerprint_view(b) == {"settings": {"size": 2}, "strict": False}
-    assert fingerprint_view(a, exclude={"strict"}) == {"settings": {"size": 2}}
     # a setting is in the view: changing it changes the fingerprint
     assert fingerprint_view(a.model_copy(update={"strict": True})) != fingerprint_view(a)
     with pytest.raises(ValueError, match="role must be"):

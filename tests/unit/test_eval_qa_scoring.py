@@ -115,11 +115,11 @@ def test_qa_data_may_name_a_registry_dataset(shared_datasets, monkeypatch):
     from kgscale.eval.qa import QAConfig
 
     monkeypatch.setenv("KGSCALE_MIRROR", str(shared_datasets))
-    cfg = build(QAConfig, {"out": "x", "data": ["dataset:commonsenseqa"]}, section="qa")
+    cfg = build(QAConfig, {"out": "x", "model": "tiny-llama", "data": ["dataset:commonsenseqa"]}, section="qa")
     assert cfg.data[0].name.startswith("commonsenseqa") and cfg.data[0].is_file()
     assert len(read_mc_jsonl(cfg.data[0], RejectLog())) == 1221
     with pytest.raises(ConfigError, match=r"qa\.data: .*unknown dataset 'nosuch'"):
-        build(QAConfig, {"out": "x", "data": ["dataset:nosuch"]}, section="qa")
+        build(QAConfig, {"out": "x", "model": "tiny-llama", "data": ["dataset:nosuch"]}, section="qa")
 
 
 def test_paired_difference_counts_the_questions_both_answered():
