@@ -1,4 +1,4 @@
-"""What every subcommand shares: reading its config sections."""
+"""What every subcommand shares: reading its config sections, and the run of a stage command."""
 from __future__ import annotations
 
 from kgscale import config as cfgmod
@@ -39,3 +39,33 @@ def build_section(model, data: dict, name: str, args, prefix: str = ""):
 def add_config_args(parser, example: str) -> None:
     parser.add_argument("--config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"config overrides, e.g. {example}")
+
+
+def add_stage_args(parser, out_help: str, strict_help: str, example: str, out_required: bool = True) -> None:
+    """A stage command's common flags: --out, --strict, --overwrite, --config
+    and key=value overrides."""
+    parser.add_argument("--out", required=out_required, help=out_help)
+    parser.add_argument("--strict", action="store_true", help=strict_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_config_args(parser, example)
+
+
+def run_stage_command(args, section: str, config_model, driver, summary, flags: dict,
+                      moved: dict[str, str] | None = None, model_flag: str | None = None) -> int:
+    """A stage command: its ``section`` (and ``ray``) read with the flags on
+    top, validated by the stage's ``config_model`` (the same model that
+    validates its section of a ``kgscale run`` config), run by ``driver(cfg,
+    ray_cfg)``, then the stage's ``summary`` printed. ``model_flag``
+    (--model) replaces the name of ``section.model`` and keeps its other
+    settings."""
+    from kgscale.ray_session import RayConfig
+
+    flags = {**flags, "out": args.out, "strict": args.strict or None, "overwrite": args.overwrite or None}
+    data = config_sections(args, {section, "ray"}, {section: flags}, moved=moved)
+    if model_flag is not None:
+        model = data[section].get("model")
+        data[section]["model"] = {**model, "model": model_flag} if isinstance(model, dict) else model_flag
+    cfg = build_section(config_model, data, section, args)
+    result = driver(cfg, build_section(RayConfig, data, "ray", args))
+    print(summary(result, cfg.out))
+    return 0

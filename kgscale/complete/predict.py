@@ -28,17 +28,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from kgscale.config import StrictModel
+from kgscale.config import StrictModel, stage_path
+from kgscale.eval.embedding import EmbedConfig
 from kgscale.eval.errors import EvalInputError
 from kgscale.kg.answers import AnswerIndex
 from kgscale.kg.rejects import RowLog
+from kgscale.models.backbone import ModelSetting
 
 CHUNK_QUERIES = 1024  # queries scored against every entity at once
 
 
 class PredictConfig(StrictModel):
-    snapshot: Path
-    out: Path
+    """The ``predict:`` section of ``kgscale predict --config``."""
+
+    snapshot: Path = stage_path("input")
+    out: Path = stage_path("output")
+    # the embedder: a trained model directory (or any model `kgscale eval kgc` takes),
+    # and its embedding settings, as kgc.model / kgc.embed
+    model: ModelSetting
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
     # which queries: every (h, r) of `relation` whose h appears with it (or every entity with
     # `all_entities`), the `heads` listed, the (entity, relation) `pairs` of a TSV file, or a `split`
     relation: str | None = None
@@ -193,7 +201,7 @@ def top_answers(query_emb: np.ndarray, cand_emb: np.ndarray, candidates: np.ndar
             cat(out_known, bool))
 
 
-def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
+def run_predict(cfg: PredictConfig, ray_cfg=None) -> dict:
     from kgscale.eval.embedding import completion_views, embed_parts
     from kgscale.kg.snapshot import Snapshot
     from kgscale.models.backbone import with_absolute_path
@@ -201,7 +209,7 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
     from kgscale.output import StageOutput
     from kgscale.ray_session import ensure_ray
 
-    model = with_absolute_path(model)
+    model, embed = with_absolute_path(cfg.model), cfg.embed
     stage = StageOutput("predict", cfg.out, cfg.overwrite)
     timer = stage.timer
     snap = Snapshot(cfg.snapshot)
@@ -249,7 +257,8 @@ def run_predict(cfg: PredictConfig, model, embed, ray_cfg=None) -> dict:
         pq.write_table(table, tmp / "predictions.parquet")
         manifest = stage.finish(
             rejects,
-            config={"predict": cfg.model_dump(mode="json"), "model": model.model_dump(), "embed": embed.model_dump()},
+            config={"predict": cfg.model_dump(mode="json", exclude={"model", "embed"}), "model": model.model_dump(),
+                    "embed": embed.model_dump()},
             inputs={"snapshot": str(snap.path), "model": str(model.model)},
             counts={"queries": int(len(entity)), "predictions": table.num_rows, "known": int(known.sum()),
                     "candidates": int(len(candidates))},

@@ -22,7 +22,7 @@ from tests.ray.test_eval_kgc import ENTITIES, RELATIONS, TRAIN
 from tests.servers.sparql import FailingProxy, OxigraphServer
 
 # `kgscale predict` has top-level model/embed sections (it is no stage of `kgscale run`)
-FLAGS = ["ray.progress_bars=false", "embed.batch_size=8", "embed.dtype=float32"]
+FLAGS = ["ray.progress_bars=false", "predict.embed.batch_size=8", "predict.embed.dtype=float32"]
 
 
 

@@ -128,6 +128,10 @@ def test_a_finished_stage_with_the_same_fingerprint_is_skipped(tmp_path):
     (["eval", "kgc", "kgc.embed.batch_sise=8"], "kgc.embed.batch_sise: unknown key"),
     (["eval", "kgc", "kgc.rank.shards=-1"], "kgc.rank.shards"),
     (["eval", "qa", "qa.model.knd=causal"], "qa.model.knd: unknown key"),
+    # predict's model and embedder are fields of its own section too
+    (["predict", "--relation", "r", "embed.batch_size=8"], "embed: is now spelled predict.embed"),
+    (["predict", "--relation", "r", "model.kind=causal"], "model: is now spelled predict.model"),
+    (["predict", "--relation", "r", "predict.embed.batch_sise=8"], "predict.embed.batch_sise: unknown key"),
 ])
 def test_eval_sections_are_spelled_as_in_a_run_config(argv, said, tmp_path, capsys):
     from kgscale.cli import main
