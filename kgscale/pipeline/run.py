@@ -243,10 +243,8 @@ class Pipeline:
         # what this run starts from, for evaluating it beside the trained model
         self.starts[name] = ({k: v for k, v in model.items() if k in ("model", "gguf_file", "kind", "seed")}, refs)
         sec.setdefault("train", {})["out"] = str(self.out("train", name))
-        cfg = build(TrainConfig, {**sec, "ray": self.ray.model_dump()}, source=self.source, section=where)
-        view = fingerprint_view(cfg)
-        fp = fingerprint(where, {**view, "model": self._named(view["model"])}, upstream)
-        self._add(f"train/{name}", self.out("train", name), fp, lambda: _train_stage(cfg, fp, f"train/{name}"))
+        self._model_stage(f"train/{name}", TrainConfig, {**sec, "ray": self.ray.model_dump()}, where, upstream,
+                          _train_stage, key=where)
 
     def _model(self, value: Any, where: str) -> tuple[dict, list[str]]:
         """A section's model (a name or a mapping) with ``"@NAME"`` resolved,
@@ -274,12 +272,9 @@ class Pipeline:
     def _kgc_stage(self, name: str, sec: dict, model: dict, refs: list[str]) -> None:
         from kgscale.eval.kgc import KGCConfig, run_kgc
 
-        cfg = build(KGCConfig, {**sec, "model": model, "snapshot": str(self.out("snapshot")),
-                                "out": str(self.out(*name.split("/"))), "overwrite": True},
-                    source=self.source, section="eval.kgc")
-        view = fingerprint_view(cfg)
-        fp = fingerprint(name, {**view, "model": self._named(view["model"])}, [self.fp["ingest"], *refs])
-        self._add(name, cfg.out, fp, lambda: run_kgc(cfg, self.ray))
+        self._model_stage(name, KGCConfig, {**sec, "model": model, "snapshot": str(self.out("snapshot")),
+                                            "out": str(self.out(*name.split("/"))), "overwrite": True},
+                          "eval.kgc", [self.fp["ingest"], *refs], lambda cfg, fp, name: run_kgc(cfg, self.ray))
 
     def _eval_qa(self, sec: dict) -> None:
         sec = copy.deepcopy(sec)
@@ -316,13 +311,22 @@ class Pipeline:
             sec["kgqa_snapshot"] = str(self.out("snapshot"))
             upstream.append(self.fp["ingest"])
         data_refs = [str(p) for p in sec.get("data", []) or []]
-        cfg = build(QAConfig, {**sec, "model": model, "out": str(self.out(*name.split("/"))), "overwrite": True},
-                    source=self.source, section="eval.qa")
         # the data files are stamped by name and content, not by where this machine keeps them
+        self._model_stage(name, QAConfig, {**sec, "model": model, "out": str(self.out(*name.split("/"))),
+                                           "overwrite": True},
+                          "eval.qa", upstream, lambda cfg, fp, name: run_qa(cfg, self.ray),
+                          stamps=[_source_stamp(p) for p in data_refs])
+
+    def _model_stage(self, name: str, config: type, values: dict, section: str, upstream: list[str],
+                     run: Callable[[Any, str, str], Any], stamps: Any = None, key: str | None = None) -> None:
+        """A stage whose config names a model (a training run, an evaluation):
+        its section validated by the stage's own config model, its fingerprint
+        derived from that model's view with a trained model named by "@NAME"
+        (``key``: the name hashed, where it is not the plan's name)."""
+        cfg = build(config, values, source=self.source, section=section)
         view = fingerprint_view(cfg)
-        fp = fingerprint(name, {**view, "model": self._named(view["model"])}, upstream,
-                         [_source_stamp(p) for p in data_refs])
-        self._add(name, cfg.out, fp, lambda: run_qa(cfg, self.ray))
+        fp = fingerprint(key or name, {**view, "model": self._named(view["model"])}, upstream, stamps)
+        self._add(name, self.out(*name.split("/")), fp, lambda: run(cfg, fp, name))
 
     # -- running ----------------------------------------------------------
     def execute(self, progress: Callable[[str], None] = print) -> list[StageResult]:
