@@ -382,7 +382,9 @@ def table(res: dict) -> str:
     out.append(f"  synth     {'reused' if s.get('reused') else str(s.get('seconds')) + ' s'}; "
                f"{s.get('entities', 0):,} entities, {s.get('relations', 0)} relations")
     i = res["ingest"]
-    if "error" in i:
+    if i.get("error") == "skipped":
+        out.append("  ingest    skipped")
+    elif "error" in i:
         out.append(f"  ingest    FAILED: {i.get('stopped') or i['error']}")
     else:
         out.append(f"  ingest    {i['seconds']:>8} s  {i['us_per_triple']:>7} us/triple  driver peak RSS "

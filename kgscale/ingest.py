@@ -59,11 +59,12 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     with stage.writing() as tmp:
         with timer("plan"):
             datasource = source.datasource()
-        with timer("read_and_encode"):
+        with timer("read"):
             ds, crashed = read_guarded(datasource)  # a task that kills its worker is a reject
             if crashed is not None:
                 rejects.add_table(crashed)
-            result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples)
+        # assemble times its own steps: text, encode, dedup
+        result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples, timer=timer)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)
         with timer("checksum_inputs"):

@@ -33,6 +33,7 @@ from kgscale.kg.schema import (
     TRIPLE,
     TRIPLES_SCHEMA,
 )
+from kgscale.output import Timer
 
 _ENCODED = pa.schema(
     [
@@ -187,7 +188,8 @@ def _skipped_summary(rows: pa.Table, limit: int = 50) -> dict:
     return out
 
 
-def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False) -> Assembled:
+def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False,
+             timer: Timer | None = None) -> Assembled:
     """Build the snapshot tables from a dataset of raw rows.
 
     The source is read once (``materialize``); the passes over its blocks are
@@ -204,9 +206,46 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
     (:mod:`kgscale.kg.keys`). Otherwise (benchmark directories) the text
     files define the entities and relations and a triple naming an unknown
     key is rejected.
-    """
-    blocks = ds.materialize().to_arrow_refs()
 
+    With a ``timer`` (the stage's), its steps are timed as ``text`` (the
+    entity and relation tables), ``encode`` (keys to ids) and ``dedup``.
+    """
+    timer = timer or Timer()
+    blocks = ds.materialize().to_arrow_refs()
+    with timer("text"):
+        entities, relations, entity_dupes, relation_dupes, skipped, graph_stats = _tables(blocks, rejects,
+                                                                                      entities_from_triples)
+    with timer("encode"):
+        good = _encode(blocks, entities, relations, rejects)
+    with timer("dedup"):
+        triples, dup_stats = _dedup_sorted(good)
+    del good
+    entity_table = pa.Table.from_arrays(
+        [pa.array(np.arange(entities.num_rows, dtype=np.int32)), entities["key"], entities["name"], entities["description"]],
+        schema=ENTITIES_SCHEMA,
+    )
+    relation_table = pa.Table.from_arrays(
+        [pa.array(np.arange(relations.num_rows, dtype=np.int32)), relations["key"], relations["name"]],
+        schema=RELATIONS_SCHEMA,
+    )
+    used = np.zeros(entities.num_rows, dtype=bool)
+    used[triples["head"].to_numpy()] = True
+    used[triples["tail"].to_numpy()] = True
+    stats = {
+        "duplicates": dup_stats,
+        "duplicate_text_rows": {"entities": entity_dupes, "relations": relation_dupes},
+        "entities_without_triples": int((~used).sum()),
+    }
+    if entities_from_triples:
+        stats["graph_text"] = graph_stats
+    if skipped:
+        stats["skipped"] = skipped
+    return Assembled(triples, entity_table, relation_table, stats)
+
+
+def _tables(blocks: list, rejects: RejectLog, entities_from_triples: bool) -> tuple:
+    """The entity and relation tables (key, first text) from the blocks' text
+    rows, see :func:`assemble`; text rows that are rejects go to ``rejects``."""
     parts = ray.get([_text_rows.remote(b, entities_from_triples) for b in blocks])
     text = pa.concat_tables([p[0] for p in parts], promote_options="permissive") if parts else None
     if text is None or text.num_rows == 0:
@@ -242,7 +281,13 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
             "relations_text_from_key": texts_from_key,
             "entity_text_for_keys_in_no_triple": unused_entity_text,
         }
+    skipped = _skipped_summary(_where_kind(text, (SKIPPED,)).select(["reason", "relation", "count"]))
+    return entities, relations, entity_dupes, relation_dupes, skipped, graph_stats
 
+
+def _encode(blocks: list, entities: pa.Table, relations: pa.Table, rejects: RejectLog) -> pa.Table:
+    """Every block's triples as ids, one task a block; triples naming an
+    unknown key go to ``rejects``."""
     # each vocabulary hashed once here, not once an encode task (kgscale.kg.key_index)
     entity_ref = ray.put(KeyIndex(entities["key"]))
     relation_ref = ray.put(KeyIndex(relations["key"]))
@@ -252,30 +297,7 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
         rejects.add_table(pa.concat_tables(bad))
     good = pa.concat_tables([x for x in ray.get([e[0] for e in encoded]) if x.num_rows] or [_IDS.empty_table()])
     del encoded
-
-    triples, dup_stats = _dedup_sorted(good)
-    entity_table = pa.Table.from_arrays(
-        [pa.array(np.arange(entities.num_rows, dtype=np.int32)), entities["key"], entities["name"], entities["description"]],
-        schema=ENTITIES_SCHEMA,
-    )
-    relation_table = pa.Table.from_arrays(
-        [pa.array(np.arange(relations.num_rows, dtype=np.int32)), relations["key"], relations["name"]],
-        schema=RELATIONS_SCHEMA,
-    )
-    used = np.zeros(entities.num_rows, dtype=bool)
-    used[triples["head"].to_numpy()] = True
-    used[triples["tail"].to_numpy()] = True
-    stats = {
-        "duplicates": dup_stats,
-        "duplicate_text_rows": {"entities": entity_dupes, "relations": relation_dupes},
-        "entities_without_triples": int((~used).sum()),
-    }
-    if entities_from_triples:
-        stats["graph_text"] = graph_stats
-    skipped = _skipped_summary(_where_kind(text, (SKIPPED,)).select(["reason", "relation", "count"]))
-    if skipped:
-        stats["skipped"] = skipped
-    return Assembled(triples, entity_table, relation_table, stats)
+    return good
 
 
 def _dedup_sorted(good: pa.Table) -> tuple[pa.Table, dict]:

