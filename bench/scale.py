@@ -164,7 +164,7 @@ def step_ingest(args) -> dict:
     rdf = RdfConfig(splits=RdfSplits(files={"valid": ["valid.nt*"], "test": ["test.nt*"]}))
     cfg = IngestConfig(source=str(kg_dir(args) / "nt"), out=snapshot_dir(args), overwrite=True, rdf=rdf,
                        read_task_mb=args.read_task_mb)
-    ray_cfg = RayConfig(num_cpus=args.ray_cpus, progress_bars=False)
+    ray_cfg = RayConfig(num_cpus=args.ray_cpus, progress_bars=False, object_store_gb=args.object_store_gb)
     # Ray is started before the timer (run_ingest finds it running): its
     # start, seconds that do not grow with the graph, is reported apart
     t0 = time.perf_counter()
@@ -176,7 +176,11 @@ def step_ingest(args) -> dict:
         m = run_ingest(cfg, ray_cfg)
         wall = time.perf_counter() - t0
     n = m["counts"]["triples_total"]
+    import ray
+
+    resources = ray.cluster_resources() if ray.is_initialized() else {}
     return {"seconds": round(wall, 1), "ray_start_s": round(ray_start, 1), "ray_started_before_timer": True,
+            "ray_cpus": resources.get("CPU"), "object_store_bytes": int(resources.get("object_store_memory", 0)),
             "triples": n, "entities": m["counts"]["entities"], "read_task_mb": args.read_task_mb,
             "us_per_triple": round(wall / n * 1e6, 2), "driver_peak_rss_bytes": driver_peak_rss(),
             "tree_peak_rss_bytes": rss.peak_tree, "process_peak_rss_bytes": rss.peak_process,
@@ -390,6 +394,8 @@ def table(res: dict) -> str:
         out.append(f"  ingest    {i['seconds']:>8} s  {i['us_per_triple']:>7} us/triple  driver peak RSS "
                    f"{gib(i['driver_peak_rss_bytes'])} GiB ({i['driver_rss_bytes_per_triple']:.0f} B/triple), "
                    f"process tree peak {gib(i['tree_peak_rss_bytes'])} GiB")
+        if i.get("ray_cpus"):
+            out.append(f"            Ray: {i['ray_cpus']:g} CPUs, object store {gib(i['object_store_bytes'])} GiB")
         out.extend(phase_columns(i))
     p = res.get("paths", {})
     if p and "error" not in p:
@@ -469,6 +475,8 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/kgscale-scale", help="where the KG and snapshot go (not the repo)")
     ap.add_argument("--read-task-mb", type=float, default=8.0)
     ap.add_argument("--ray-cpus", type=int, default=1, help="Ray CPUs of the ingest")
+    ap.add_argument("--object-store-gb", type=float, default=None,
+                    help="object store of the ingest's Ray, GiB (default: Ray's 30%% of memory)")
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--rank-entities", default="1000000", help="comma-separated entity counts ('' skips ranking)")
     ap.add_argument("--queries", type=int, default=256)

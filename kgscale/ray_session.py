@@ -5,8 +5,9 @@ import os
 import socket
 
 import ray
+from pydantic import Field
 
-from kgscale.config import StrictModel
+from kgscale.config import ConfigError, StrictModel
 from kgscale.errors import UserError
 
 
@@ -17,6 +18,12 @@ class RayConfig(StrictModel):
     num_cpus: int | None = None
     # Ray Data progress bars; None leaves Ray's setting alone
     progress_bars: bool | None = None
+    # the object store of a Ray kgscale starts, in GiB (None: Ray's 30% of
+    # memory). Ingest holds a source's parsed rows there; beyond it they are
+    # spilled to disk, which at 20M triples on 24 GiB took the ingest from
+    # 86 to 122+ s (docs/scale.md). A cluster's is set by `ray start
+    # --object-store-memory` on each node.
+    object_store_gb: float | None = Field(None, gt=0)
 
 
 class NoClusterError(UserError, ConnectionError):
@@ -45,6 +52,11 @@ def ensure_ray(cfg: RayConfig | None = None) -> None:
         kwargs = {"log_to_driver": True, "include_dashboard": False} if not address else {}
         if cfg.num_cpus is not None and not address:
             kwargs["num_cpus"] = cfg.num_cpus
+        if cfg.object_store_gb is not None:
+            if address:
+                raise ConfigError(f"ray.object_store_gb: sizes a Ray that kgscale starts; the cluster at {address} "
+                                  "has its own (`ray start --object-store-memory BYTES` on each node)")
+            kwargs["object_store_memory"] = int(cfg.object_store_gb * (1 << 30))
         if address:
             probe_address(address)
         try:
