@@ -108,7 +108,7 @@ def _section(data: dict, name: str) -> dict:
 
 
 def _need(data: dict, stage: str, needs: str) -> None:
-    if not data.get(needs):
+    if needs not in data:
         raise MissingStageError(f"{stage}: needs the output of the `{needs}` stage; add a `{needs}:` section "
                                 f"(or run `kgscale {needs}` first and point {stage} at its output)")
 
@@ -169,7 +169,9 @@ class Pipeline:
     def _build(self) -> None:
         d = self.data
         for stage in CHAIN:
-            if d.get(stage.name):
+            # a section turns its stage on, an empty one (`paths: {}` or a
+            # bare `paths:`) with every setting at its default
+            if stage.name in d:
                 if stage.reads:
                     _need(d, stage.name, stage.reads)
                 self._chain_stage(stage)

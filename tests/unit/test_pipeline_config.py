@@ -59,6 +59,17 @@ def test_a_stage_section_is_spelled_as_for_its_own_command(tmp_path):
     assert {n for n in fps if fps[n] != q.fp[n]} == {"questions", "paths", "rationales"}
 
 
+def test_an_empty_section_runs_its_stage_with_defaults(tmp_path):
+    base = {"run": {"dir": str(tmp_path)}, "ingest": {"source": "dataset:wn18rr"},
+            "questions": {"source": "kg", "kg": {"hops": 2}}}
+    for empty in ({}, None):
+        p = Pipeline({**base, "paths": empty})
+        assert [n for n, *_ in p.plan] == ["ingest", "questions", "paths"]
+    # and a stage whose input stage is missing still says which section to add
+    with pytest.raises(MissingStageError, match="add a `questions:` section"):
+        Pipeline({"run": {"dir": str(tmp_path)}, "ingest": {"source": "dataset:wn18rr"}, "paths": {}})
+
+
 def test_quickstart_evaluates_the_starting_model_beside_the_trained_one():
     data = read_yaml(ROOT / "jobs" / "quickstart.yaml")
     p = Pipeline(data)
