@@ -157,6 +157,8 @@ def step_synth(args) -> dict:
 
 
 def step_ingest(args) -> dict:
+    import ray
+
     from kgscale.ingest import IngestConfig, run_ingest
     from kgscale.kg.rdf.config import RdfConfig, RdfSplits
     from kgscale.ray_session import RayConfig, ensure_ray
@@ -176,8 +178,6 @@ def step_ingest(args) -> dict:
         m = run_ingest(cfg, ray_cfg)
         wall = time.perf_counter() - t0
     n = m["counts"]["triples_total"]
-    import ray
-
     resources = ray.cluster_resources() if ray.is_initialized() else {}
     return {"seconds": round(wall, 1), "ray_start_s": round(ray_start, 1), "ray_started_before_timer": True,
             "ray_cpus": resources.get("CPU"), "object_store_bytes": int(resources.get("object_store_memory", 0)),

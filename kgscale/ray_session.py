@@ -1,14 +1,17 @@
 """Start or join Ray once per process, with the settings kgscale runs under."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 import ray
 from pydantic import Field
 
-from kgscale.config import ConfigError, StrictModel
+from kgscale.config import StrictModel
 from kgscale.errors import UserError
+
+log = logging.getLogger("kgscale.ray")
 
 
 class RayConfig(StrictModel):
@@ -20,9 +23,9 @@ class RayConfig(StrictModel):
     progress_bars: bool | None = None
     # the object store of a Ray kgscale starts, in GiB (None: Ray's 30% of
     # memory). Ingest holds a source's parsed rows there; beyond it they are
-    # spilled to disk, which at 20M triples on 24 GiB took the ingest from
-    # 86 to 122+ s (docs/scale.md). A cluster's is set by `ray start
-    # --object-store-memory` on each node.
+    # spilled to disk: at 20M triples on 24 GiB, 2 Ray CPUs, 94.9 s with the
+    # default store against 79.9 s with 12 GiB (docs/scale.md). A cluster's
+    # is set by `ray start --object-store-memory` on each node.
     object_store_gb: float | None = Field(None, gt=0)
 
 
@@ -52,11 +55,13 @@ def ensure_ray(cfg: RayConfig | None = None) -> None:
         kwargs = {"log_to_driver": True, "include_dashboard": False} if not address else {}
         if cfg.num_cpus is not None and not address:
             kwargs["num_cpus"] = cfg.num_cpus
-        if cfg.object_store_gb is not None:
-            if address:
-                raise ConfigError(f"ray.object_store_gb: sizes a Ray that kgscale starts; the cluster at {address} "
-                                  "has its own (`ray start --object-store-memory BYTES` on each node)")
+        if cfg.object_store_gb is not None and not address:
             kwargs["object_store_memory"] = int(cfg.object_store_gb * (1 << 30))
+        elif cfg.object_store_gb is not None:
+            # the same config runs on a laptop and under `ray job submit`:
+            # there it is left to the cluster, as num_cpus is, but said
+            log.warning("ray.object_store_gb is ignored: it sizes a Ray that kgscale starts, and the cluster at %s "
+                        "has its own (`ray start --object-store-memory BYTES` on each node)", address)
         if address:
             probe_address(address)
         try:

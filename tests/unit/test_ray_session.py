@@ -35,17 +35,18 @@ def test_local_ray_gets_the_object_store_asked_for():
     assert resources["CPU"] == 1
 
 
-def test_object_store_for_a_cluster_is_an_error_naming_ray_start():
+def test_object_store_for_a_cluster_is_ignored_and_said():
+    # the same config runs under `ray job submit`, where the cluster sizes its store
     out = _run("""
-        from kgscale.config import ConfigError
-        from kgscale.ray_session import RayConfig, ensure_ray
+        from kgscale.ray_session import NoClusterError, RayConfig, ensure_ray
         try:
             ensure_ray(RayConfig(address="127.0.0.1:1", object_store_gb=2))
-        except ConfigError as exc:
-            print("ConfigError:", exc)
+        except NoClusterError as exc:
+            print("NoClusterError:", exc)
     """)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "ray.object_store_gb" in out.stdout and "ray start --object-store-memory" in out.stdout
+    assert "NoClusterError: no Ray cluster at 127.0.0.1:1" in out.stdout  # it went on to join the cluster
+    assert "ray.object_store_gb is ignored" in out.stderr and "ray start --object-store-memory" in out.stderr
 
 
 def test_object_store_must_be_positive():
