@@ -96,18 +96,27 @@ def embed_ids(trunk, rows: list, pooling: str, pad_id: int, *, max_tokens: int |
     Batches are formed by length (:func:`length_batches`), so a batch pads
     only to its own longest row, of at most ``max_tokens`` padded tokens
     (None: :func:`pass_tokens` for the model's width). ``autocast_dtype``: compute under autocast
-    (a model kept in fp32 for training); None runs in the weights' dtype."""
+    (a model kept in fp32 for training); None runs in the weights' dtype.
+    ``last`` pooling of a Llama-layout trunk runs the last layer at the last
+    token only (:mod:`kgscale.models.last_token`, the same states)."""
+    from kgscale.models.last_token import LastTokenForward
+
     lengths = np.fromiter((len(x) for x in rows), dtype=np.int64, count=len(rows))
     if max_tokens is None:
         max_tokens = pass_tokens(model_width(trunk.config), device)
+    # a causal LM read at its last token runs its last layer there only
+    last = LastTokenForward.of(trunk) if pooling == "last" else None
     out = None
     for sel in length_batches(lengths, max_tokens, max_rows):
         ids, mask = pad_ids([rows[i] for i in sel], pad_id)
         ids, mask = ids.to(device), mask.to(device)
         ctx = torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype is not None else _null()
         with ctx:
-            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        emb = pool(hidden.float(), mask, pooling).cpu().numpy()
+            if last is not None and last.covers(ids.shape[1]):
+                emb = torch.nn.functional.normalize(last(ids, mask).float(), dim=-1).cpu().numpy()
+            else:
+                hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+                emb = pool(hidden.float(), mask, pooling).cpu().numpy()
         if out is None:
             out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
         out[sel] = emb
