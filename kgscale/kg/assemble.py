@@ -63,36 +63,72 @@ def _where_kind(table: pa.Table, kinds: tuple[str, ...]) -> pa.Table:
     return table.filter(pc.is_in(table["kind"], pa.array(kinds)))
 
 
+# the columns the driver reads of each kind of text row
+_TEXT_COLUMNS = {
+    ENTITY: ["key", "name", "description", "priority", "file", "offset"],
+    RELATION: ["key", "name", "priority", "file", "offset"],
+    REJECT: RAW_SCHEMA.names,
+    SKIPPED: ["reason", "relation", "count"],
+}
+
+
 @ray.remote
-def _text_rows(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, pa.Table | None]:
-    """The small part of a block: entity, relation and reject rows (and, when
-    entities may come from triples alone, the block's distinct triple keys)."""
-    text = _where_kind(block, (ENTITY, RELATION, REJECT, SKIPPED))
+def _text_rows(block: pa.Table, with_triple_keys: bool) -> tuple[dict[str, pa.Table], tuple[pa.Array, pa.Array] | None]:
+    """The small part of a block, one table a kind of text row (entity,
+    relation, reject, skipped) with only the columns the driver reads, so
+    the driver concatenates them without filtering them again; and, when
+    entities may come from triples alone, the block's distinct entity keys
+    (heads and tails) and relation keys."""
+    if "kind" not in block.column_names:  # an empty block (empty file) may have no columns
+        block = RAW_SCHEMA.empty_table()
+    for f in RAW_SCHEMA:  # a column a source left out is a column of nulls
+        if f.name not in block.column_names:
+            block = block.append_column(f, pa.nulls(block.num_rows, f.type))
+    text = {kind: block.select(cols).filter(pc.equal(block["kind"], kind)) for kind, cols in _TEXT_COLUMNS.items()}
     keys = None
     if with_triple_keys:
-        # the distinct entity keys (role 0) and relation keys (role 1) of the block's triples
         t = _where_kind(block, (TRIPLE,))
-        ents = pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()]))
-        rels = pc.unique(t["relation"].combine_chunks())
-        keys = pa.table({"key": pa.concat_arrays([ents, rels]),
-                         "role": pa.array(np.r_[np.zeros(len(ents), np.int8), np.ones(len(rels), np.int8)])})
+        keys = (pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()])),
+                pc.unique(t["relation"].combine_chunks()))
     return text, keys
 
 
 def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]:
-    """One row per key: the first non-empty text by (priority, file, offset).
+    """One row per key: for each text column, the first non-empty value by
+    (priority, file, offset) among the key's rows (an RDF entity's name and
+    description come as two rows).
 
     Returns the table sorted by key and the number of extra rows folded in.
+
+    Done on the sort's row order as integers: runs of equal keys, and per
+    column the first valid row of each run, so the strings are compared once
+    and each text column taken once (at 5M triples, 2.2M entity rows: 2.7 s
+    against 4.4-5.5 s with a sorted copy of the rows and Arrow's group_by).
     """
     if rows.num_rows == 0:
         return pa.table({"key": pa.array([], pa.string()), **{c: pa.array([], pa.string()) for c in text_columns}}), 0
-    rows = rows.sort_by([("key", "ascending"), ("priority", "ascending"), ("file", "ascending"), ("offset", "ascending")])
-    grouped = rows.group_by("key", use_threads=False).aggregate(
-        [(c, "first", pc.ScalarAggregateOptions(skip_nulls=True)) for c in text_columns]
-    )
-    grouped = grouped.select(["key", *[f"{c}_first" for c in text_columns]])
-    grouped = grouped.rename_columns(["key", *text_columns]).sort_by("key")
-    return grouped, rows.num_rows - grouped.num_rows
+    if rows["key"].null_count:  # a text row for no key names nothing
+        rows = rows.filter(pc.is_valid(rows["key"]))
+    order = pc.sort_indices(rows, sort_keys=[("key", "ascending"), ("priority", "ascending"), ("file", "ascending"),
+                                             ("offset", "ascending")])
+    keys = pc.take(rows["key"], order).combine_chunks()
+    n = len(keys)
+    starts = np.ones(n, dtype=bool)  # where a run of equal keys starts
+    if n > 1:
+        starts[1:] = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    run = np.cumsum(starts) - 1  # each sorted row's key number
+    n_keys = int(run[-1]) + 1
+    order = order.to_numpy()
+    cols = {"key": keys.filter(pa.array(starts))}
+    for c in text_columns:
+        valid = np.flatnonzero(pc.is_valid(rows[c]).to_numpy(zero_copy_only=False)[order])
+        key_of = run[valid]
+        first = np.ones(len(valid), dtype=bool)
+        first[1:] = key_of[1:] != key_of[:-1]
+        source = np.full(n_keys, -1, dtype=np.int64)  # the input row giving each key's text, -1 none
+        source[key_of[first]] = order[valid[first]]
+        cols[c] = pc.take(rows[c], pa.array(source, mask=source < 0))
+    return pa.table(cols), n - n_keys
 
 
 _IDS = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.int32()), ("split", pa.int8())])
@@ -156,20 +192,27 @@ def _keep_used(texts: pa.Table, used: pa.Array, text_columns: list[str], fallbac
     and ``fallback(key)`` for a missing first text column. Returns the table,
     the number of text rows for keys no triple uses, and the number of
     fallbacks."""
-    used = used.sort()
     texts = texts.combine_chunks()
-    idx = pc.index_in(used, value_set=texts["key"].combine_chunks())
-    cols = {"key": used}
-    for c in text_columns:
-        cols[c] = pc.take(texts[c].combine_chunks(), idx) if texts.num_rows else pa.nulls(len(used), pa.string())
+    found = pc.is_in(texts["key"], value_set=used)
+    n_found = pc.sum(found).as_py() or 0  # used keys with text (text keys are unique)
+    if n_found == len(used):
+        # every used key has text (the usual case): the texts of used keys,
+        # already sorted, without sorting the used keys and looking them up
+        kept = texts.filter(found).combine_chunks()
+        cols = {c: kept[c].combine_chunks() for c in ["key", *text_columns]}
+    else:
+        used = used.sort()
+        idx = pc.index_in(used, value_set=texts["key"])
+        cols = {"key": used}
+        for c in text_columns:
+            cols[c] = pc.take(texts[c].combine_chunks(), idx) if texts.num_rows else pa.nulls(len(used), pa.string())
     first = cols[text_columns[0]]
     missing = pc.is_null(first)
     n_missing = pc.sum(missing).as_py() or 0
     if n_missing:
-        names = [fallback(k) for k in used.filter(missing).to_pylist()]
+        names = [fallback(k) for k in cols["key"].filter(missing).to_pylist()]
         cols[text_columns[0]] = pc.replace_with_mask(first, missing, pa.array(names, pa.string()))
-    unused = texts.num_rows - (pc.sum(pc.is_valid(idx)).as_py() or 0)
-    return pa.table(cols), unused, n_missing
+    return pa.table(cols), texts.num_rows - n_found, n_missing
 
 
 def _skipped_summary(rows: pa.Table, limit: int = 50) -> dict:
@@ -247,22 +290,19 @@ def _tables(blocks: list, rejects: RejectLog, entities_from_triples: bool) -> tu
     """The entity and relation tables (key, first text) from the blocks' text
     rows, see :func:`assemble`; text rows that are rejects go to ``rejects``."""
     parts = ray.get([_text_rows.remote(b, entities_from_triples) for b in blocks])
-    text = pa.concat_tables([p[0] for p in parts], promote_options="permissive") if parts else None
-    if text is None or text.num_rows == 0:
-        text = RAW_SCHEMA.empty_table()
+    empty = RAW_SCHEMA.empty_table()
+    text = {kind: pa.concat_tables([empty.select(cols), *(p[0][kind] for p in parts)], promote_options="permissive")
+            for kind, cols in _TEXT_COLUMNS.items()}
     # in file order, so that --strict names the first bad input whichever task finished first
-    rejects.add_table(_where_kind(text, (REJECT,)).sort_by([("file", "ascending"), ("offset", "ascending")]))
-    ent_rows = _where_kind(text, (ENTITY,)).select(["key", "name", "description", "priority", "file", "offset"])
-    rel_rows = _where_kind(text, (RELATION,)).select(["key", "name", "priority", "file", "offset"])
+    rejects.add_table(text[REJECT].sort_by([("file", "ascending"), ("offset", "ascending")]))
+    ent_rows, rel_rows = text[ENTITY], text[RELATION]
     entities, entity_dupes = _first_text(ent_rows, ["name", "description"])
 
     graph_stats = {}
     if entities_from_triples:
-        key_tables = [p[1] for p in parts if p[1] is not None and p[1].num_rows]
-        all_keys = pa.concat_tables(key_tables) if key_tables else pa.table(
-            {"key": pa.array([], pa.string()), "role": pa.array([], pa.int8())})
-        used_entities = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 0))["key"].combine_chunks())
-        used_relations = pc.unique(all_keys.filter(pc.equal(all_keys["role"], 1))["key"].combine_chunks())
+        used_entities, used_relations = (
+            pc.unique(pa.chunked_array([p[1][role] for p in parts if p[1] is not None], pa.string()))
+            for role in (0, 1))
         if ent_rows.num_rows:
             # a key's name is its name in either role: a predicate's rdfs:label
             # arrives as an entity text row and names the relation. Only the
@@ -281,7 +321,7 @@ def _tables(blocks: list, rejects: RejectLog, entities_from_triples: bool) -> tu
             "relations_text_from_key": texts_from_key,
             "entity_text_for_keys_in_no_triple": unused_entity_text,
         }
-    skipped = _skipped_summary(_where_kind(text, (SKIPPED,)).select(["reason", "relation", "count"]))
+    skipped = _skipped_summary(text[SKIPPED])
     return entities, relations, entity_dupes, relation_dupes, skipped, graph_stats
 
 

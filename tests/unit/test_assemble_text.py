@@ -1,0 +1,71 @@
+"""The entity and relation tables' texts: for each key, each text column's
+first non-empty value by (priority, file, offset), whatever order the rows
+arrive in; and the used keys' texts, with or without text for other keys."""
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+
+from kgscale.kg.assemble import _first_text, _keep_used
+
+
+def _rows(seed: int, n_keys: int = 60, n_rows: int = 400) -> list[dict]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n_rows):
+        out.append({"key": f"k{rnd.randrange(n_keys):03d}",
+                    "name": rnd.choice([None, f"n{i}"]), "description": rnd.choice([None, None, f"d{i}"]),
+                    "priority": rnd.randrange(3), "file": rnd.choice(["a.nt", "b.nt"]), "offset": rnd.randrange(1000)})
+    return out
+
+
+def _reference(rows: list[dict], columns: list[str]) -> dict:
+    by_key: dict[str, list[dict]] = {}
+    for r in rows:
+        by_key.setdefault(r["key"], []).append(r)
+    out = {}
+    for key in sorted(by_key):
+        ordered = sorted(by_key[key], key=lambda r: (r["priority"], r["file"], r["offset"]))
+        out[key] = tuple(next((r[c] for r in ordered if r[c] is not None), None) for c in columns)
+    return out
+
+
+def test_first_text_per_column_in_priority_file_offset_order():
+    for seed in range(5):
+        rows = _rows(seed)
+        table = pa.Table.from_pylist(rows)
+        # arrival in several chunks, as the blocks' tables are concatenated
+        table = pa.concat_tables([table.slice(0, 150), table.slice(150)])
+        got, extra = _first_text(table, ["name", "description"])
+        want = _reference(rows, ["name", "description"])
+        assert got["key"].to_pylist() == list(want)  # sorted by key
+        assert list(zip(got["name"].to_pylist(), got["description"].to_pylist())) == list(want.values())
+        assert extra == len(rows) - len(want)
+
+
+def test_first_text_one_row_a_key_and_a_row_with_no_key():
+    rows = [{"key": k, "name": f"name of {k}", "priority": 0, "file": "a", "offset": i}
+            for i, k in enumerate(["c", "a", "b"])]
+    rows.append({"key": None, "name": "nobody", "priority": 0, "file": "a", "offset": 9})
+    got, extra = _first_text(pa.Table.from_pylist(rows), ["name"])
+    assert got.to_pylist() == [{"key": "a", "name": "name of a"}, {"key": "b", "name": "name of b"},
+                               {"key": "c", "name": "name of c"}]
+    assert extra == 0
+
+
+def test_keep_used_with_and_without_text_for_other_keys():
+    texts = pa.table({"key": ["a", "b", "c"], "name": ["A", None, "C"]})
+    fallback = lambda key: f"<{key}>"  # noqa: E731
+    # exactly the used keys: the texts, the missing name from the key
+    got, unused, missing = _keep_used(texts, pa.array(["c", "b", "a"]), ["name"], fallback)
+    assert got.to_pylist() == [{"key": "a", "name": "A"}, {"key": "b", "name": "<b>"}, {"key": "c", "name": "C"}]
+    assert (unused, missing) == (0, 1)
+    # text for a key no triple uses (a label of a predicate): the used keys
+    got, unused, missing = _keep_used(texts, pa.array(["c", "b"]), ["name"], fallback)
+    assert got.to_pylist() == [{"key": "b", "name": "<b>"}, {"key": "c", "name": "C"}]
+    assert (unused, missing) == (1, 1)
+    # and a used key with no text row
+    got, unused, missing = _keep_used(texts, pa.array(["c", "d"]), ["name"], fallback)
+    assert got.to_pylist() == [{"key": "c", "name": "C"}, {"key": "d", "name": "<d>"}]
+    assert (unused, missing) == (2, 1)
