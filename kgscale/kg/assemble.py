@@ -98,7 +98,10 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
     (priority, file, offset) among the key's rows (an RDF entity's name and
     description come as two rows).
 
-    Returns the table sorted by key and the number of extra rows folded in.
+    Returns the table sorted by key and the number of duplicate rows: rows
+    after a key's first that gave it nothing (every text they had was given
+    by an earlier row), so a name row and a description row of one key are
+    no duplicate.
 
     Done on the sort's row order as integers: runs of equal keys, and per
     column the first valid row of each run, so the strings are compared once
@@ -120,6 +123,7 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
     n_keys = int(run[-1]) + 1
     order = order.to_numpy()
     cols = {"key": keys.filter(pa.array(starts))}
+    gave = starts.copy()  # sorted rows that gave their key a text (or are its first row)
     for c in text_columns:
         valid = np.flatnonzero(pc.is_valid(rows[c]).to_numpy(zero_copy_only=False)[order])
         key_of = run[valid]
@@ -127,8 +131,9 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
         first[1:] = key_of[1:] != key_of[:-1]
         source = np.full(n_keys, -1, dtype=np.int64)  # the input row giving each key's text, -1 none
         source[key_of[first]] = order[valid[first]]
+        gave[valid[first]] = True
         cols[c] = pc.take(rows[c], pa.array(source, mask=source < 0))
-    return pa.table(cols), n - n_keys
+    return pa.table(cols), int(n - gave.sum())
 
 
 _IDS = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.int32()), ("split", pa.int8())])

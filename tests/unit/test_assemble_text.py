@@ -41,7 +41,22 @@ def test_first_text_per_column_in_priority_file_offset_order():
         want = _reference(rows, ["name", "description"])
         assert got["key"].to_pylist() == list(want)  # sorted by key
         assert list(zip(got["name"].to_pylist(), got["description"].to_pylist())) == list(want.values())
-        assert extra == len(rows) - len(want)
+        # duplicates: rows after their key's first that gave no text
+        gave = 0
+        for key in want:
+            ordered = sorted((r for r in rows if r["key"] == key), key=lambda r: (r["priority"], r["file"], r["offset"]))
+            firsts = {next((i for i, r in enumerate(ordered) if r[c] is not None), None) for c in ("name", "description")}
+            gave += len(({0} | firsts) - {None})
+        assert extra == len(rows) - gave
+
+
+def test_a_name_row_and_a_description_row_are_no_duplicates():
+    rows = [{"key": "e1", "name": "Paris", "description": None, "priority": 0, "file": "a", "offset": 0},
+            {"key": "e1", "name": None, "description": "capital of France", "priority": 0, "file": "a", "offset": 1},
+            {"key": "e1", "name": "Paris, France", "description": None, "priority": 0, "file": "b", "offset": 0}]
+    got, duplicates = _first_text(pa.Table.from_pylist(rows), ["name", "description"])
+    assert got.to_pylist() == [{"key": "e1", "name": "Paris", "description": "capital of France"}]
+    assert duplicates == 1  # the second name only
 
 
 def test_first_text_one_row_a_key_and_a_row_with_no_key():
