@@ -16,7 +16,8 @@ token state in fp32, and the same in bf16 to within bf16's rounding.
 
 This covers the decoder layers of Llama, Mistral and Qwen2 as Hugging Face
 writes them (SmolLM2 is a Llama), which share one layer layout. Another
-model, or a window shorter than a batch, takes the full forward.
+model, a window shorter than a batch, or weights partitioned by DeepSpeed
+ZeRO-3 take the full forward.
 """
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ class LastTokenForward:
             return None
         attn = getattr(layers[-1], "self_attn", None)
         if not all(hasattr(attn, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")):
+            return None
+        if any(hasattr(p, "ds_id") for p in layers[-1].parameters()):
+            # DeepSpeed ZeRO-3 partitions the weights and gathers them by hooks
+            # in the order of the modules' forward passes: a training run's
+            # key-bank refresh under ZeRO-3 keeps the model's own forward
             return None
         return cls(trunk)
 

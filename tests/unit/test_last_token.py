@@ -75,6 +75,10 @@ def test_other_models_and_long_windows_take_the_full_forward():
     bert = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=64))
     assert LastTokenForward.of(bert) is None
+    # weights partitioned by DeepSpeed ZeRO-3 (its parameters carry a ds_id)
+    zero3 = _trunk("llama")
+    zero3.layers[-1].self_attn.q_proj.weight.ds_id = 0
+    assert LastTokenForward.of(zero3) is None
     trunk = _trunk("mistral")
     trunk.config.sliding_window = 8
     fast = LastTokenForward.of(trunk)
