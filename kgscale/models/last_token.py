@@ -26,6 +26,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from kgscale.models.pooling import last_positions
+
 # the model types whose decoder layer is pre-norm attention + pre-norm MLP
 # with q/k/v/o projections and rotary positions, as Llama's
 LLAMA_LAYOUT = ("llama", "mistral", "qwen2")
@@ -37,7 +39,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class LastTokenForward:
-    """``(ids [B, T], lengths [B]) -> [B, D]``: a right-padded batch's final
+    """``(ids [B, T], mask [B, T]) -> [B, D]``: a padded batch's final
     hidden states (after the final norm) at each row's last real token.
     :meth:`of` returns None for a model it does not cover."""
 
@@ -81,8 +83,7 @@ class LastTokenForward:
         x = self.body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, D]
         b, t, _ = x.shape
         rows = torch.arange(b, device=x.device)
-        # each row's last real token (right or left padding, as pooling.last_token)
-        last = (mask.long() * torch.arange(t, device=x.device)).argmax(dim=1)
+        last = last_positions(mask)  # each row's last real token
         layer, attn = self.last, self.last.self_attn
         hd = attn.head_dim
 

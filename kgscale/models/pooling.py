@@ -14,12 +14,17 @@ import torch.nn.functional as F
 Pooling = Literal["last", "mean", "cls"]
 
 
+def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] mask -> [B]: each row's last non-padding position (left or
+    right padding)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
 def last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``hidden`` [B, T, D], ``attention_mask`` [B, T] -> [B, D]: the state at
     each row's last non-padding position (works for left or right padding)."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    last = (attention_mask.long() * positions).argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_positions(attention_mask)]
 
 
 def mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
