@@ -10,8 +10,8 @@ median of ``--repeats`` runs:
 - ``kgscale_1core``: kgscale's read function (parse + map to raw rows, the
   work of a read task) over the whole file in this process, one core;
 - ``kgscale_ray_1`` / ``kgscale_ray_2``: ``kgscale ingest``'s read
-  (:func:`kgscale.kg.sources.ray_read.read_dataset`: Ray Data read tasks
-  over line-aligned byte ranges) on a Ray cluster of 1, then 2 CPUs, the
+  (:func:`kgscale.kg.sources.ray_read.read_blocks`: read tasks over
+  line-aligned byte ranges, run as Ray tasks) on a Ray cluster of 1, then 2 CPUs, the
   tasks planned for that cluster (wall time until every block is in the
   object store, Ray scheduling included). This machine has 2 cores shared
   with Ray's own processes: read the scaling figure with the load average
@@ -63,7 +63,7 @@ def main() -> None:
     from kgscale.kg.rdf.export import export_benchmark
     from kgscale.kg.rdf.formats import read_line_range
     from kgscale.kg.lines import ByteRange
-    from kgscale.kg.sources.ray_read import read_dataset
+    from kgscale.kg.sources.ray_read import read_blocks
     from kgscale.kg.sources.rdf_files import RdfFileSource
 
     work = Path(tempfile.mkdtemp(prefix="kgscale-bench-nt-"))
@@ -113,9 +113,9 @@ def main() -> None:
 
             def ray_read():
                 # blocks stay in the object store, as in `kgscale ingest`
-                return read_dataset(source.datasource()).materialize().count()
+                return read_blocks(source.datasource())[0]
 
-            assert ray_read() == n_big  # also warms the workers
+            assert sum(t.num_rows for t in ray.get(ray_read())) == n_big  # also warms the workers
             t, _ = median_time(ray_read, args.repeats)
             ray_results[f"kgscale_ray_{w}"] = t
             read_tasks[w] = len(source.datasource().get_read_tasks(-1))

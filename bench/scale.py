@@ -33,9 +33,10 @@ At ``--triples N`` (default 1M; entities N / 4.5 as in Wikidata5M):
 Each step runs in its own process (its own Ray), so its memory is its own.
 ``--rss-limit-gb`` stops a step one of whose processes grows past it (recorded,
 not hidden), and so does one that leaves the machine under 3 GiB available.
-``--read-scaling`` instead measures the ingest read (Ray Data
-read tasks over the N-Triples, as ``bench/ntriples_ingest.py`` does) on a Ray
-of 1, then 2 CPUs: run it without CPU pinning. Prints a table and one JSON
+``--read-scaling`` instead measures the ingest read (read tasks over the
+N-Triples run as Ray tasks, as ``bench/ntriples_ingest.py`` does) on a Ray
+of 1, then 2 CPUs, beside the same tasks through Ray Data's
+``read_datasource``: run it without CPU pinning. Prints a table and one JSON
 line; ``--append FILE`` adds the JSON line to FILE, and ``--plot FILE --png
 OUT`` draws cost against size from such a file.
 
@@ -309,29 +310,40 @@ def step_rank(args, num: int) -> dict:
 
 
 def step_read_scaling(args) -> dict:
-    """Ray Data read of the N-Triples on a Ray of 1, then 2 CPUs (medians)."""
+    """The ingest read of the N-Triples on a Ray of 1, then 2 CPUs (medians),
+    beside the same read tasks through Ray Data (``read_datasource(...)
+    .materialize()``, one block a task), run alternately."""
     import ray
 
     from kgscale.kg.rdf.config import RdfConfig
-    from kgscale.kg.sources.ray_read import read_dataset
+    from kgscale.kg.sources.ray_read import read_blocks
     from kgscale.kg.sources.rdf_files import RdfFileSource
 
     files = str(kg_dir(args) / "nt" / "train.nt")
-    out = {}
+    ways = {
+        "kgscale": lambda src: sum(t.num_rows for t in ray.get(read_blocks(src.datasource())[0])),
+        "ray_data": lambda src: ray.data.read_datasource(
+            src.datasource(), override_num_blocks=len(src.datasource().get_read_tasks(-1))).materialize().count(),
+    }
+    out = {name: {} for name in ways}
     for w in (1, 2):
         _ray(w)
         src = RdfFileSource(files, RdfConfig(), target_bytes=int(args.read_task_mb * (1 << 20)))
-        count = read_dataset(src.datasource()).materialize().count()  # also warms the workers
-        times = []
+        times = {name: [] for name in ways}
+        counts = {name: read(src) for name, read in ways.items()}  # also warms the workers
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            read_dataset(src.datasource()).materialize().count()
-            times.append(time.perf_counter() - t0)
-        out[w] = {"seconds": round(statistics.median(times), 2), "rows": count,
-                  "read_tasks": len(src.datasource().get_read_tasks(-1)), "all_s": [round(t, 2) for t in times]}
+            for name, read in ways.items():
+                t0 = time.perf_counter()
+                read(src)
+                times[name].append(time.perf_counter() - t0)
+        for name in ways:
+            out[name][w] = {"seconds": round(statistics.median(times[name]), 2), "rows": counts[name],
+                            "read_tasks": len(src.datasource().get_read_tasks(-1)),
+                            "all_s": [round(t, 2) for t in times[name]]}
         ray.shutdown()
-    return {"file_bytes": os.path.getsize(files), "by_cpus": out,
-            "speedup_2_vs_1": round(out[1]["seconds"] / out[2]["seconds"], 2),
+    return {"file_bytes": os.path.getsize(files), "by_cpus": out["kgscale"], "ray_data_by_cpus": out["ray_data"],
+            "speedup_2_vs_1": round(out["kgscale"][1]["seconds"] / out["kgscale"][2]["seconds"], 2),
+            "ray_data_speedup_2_vs_1": round(out["ray_data"][1]["seconds"] / out["ray_data"][2]["seconds"], 2),
             "load_average_1min": round(os.getloadavg()[0], 2)}
 
 

@@ -13,7 +13,7 @@ from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
 from kgscale.kg.snapshot import write_tables
 from kgscale.kg.sources import open_source
-from kgscale.kg.sources.crash_guard import read_guarded
+from kgscale.kg.sources.ray_read import read_blocks
 from kgscale.kg.sources.neo4j_source import Neo4jConfig
 from kgscale.kg.sources.sparql import SparqlConfig
 from kgscale.output import StageOutput, file_sha256
@@ -60,11 +60,11 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
         with timer("plan"):
             datasource = source.datasource()
         with timer("read"):
-            ds, crashed = read_guarded(datasource)  # a task that kills its worker is a reject
+            blocks, crashed = read_blocks(datasource)  # a task that kills its worker is a reject
             if crashed is not None:
                 rejects.add_table(crashed)
         # assemble times its own steps: text, encode, dedup
-        result = assemble(ds, rejects, entities_from_triples=source.entities_from_triples, timer=timer)
+        result = assemble(blocks, rejects, entities_from_triples=source.entities_from_triples, timer=timer)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)
         with timer("checksum_inputs"):

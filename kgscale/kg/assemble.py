@@ -236,12 +236,14 @@ def _skipped_summary(rows: pa.Table, limit: int = 50) -> dict:
     return out
 
 
-def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triples: bool = False,
+def assemble(blocks: list[ray.ObjectRef], rejects: RejectLog, *, entities_from_triples: bool = False,
              timer: Timer | None = None) -> Assembled:
-    """Build the snapshot tables from a dataset of raw rows.
+    """Build the snapshot tables from the blocks of raw rows a source was read
+    into (references to Arrow tables in the object store, as
+    :func:`kgscale.kg.sources.ray_read.read_blocks` gives them).
 
-    The source is read once (``materialize``); the passes over its blocks are
-    plain Ray tasks, one a block, so they run in parallel where the blocks are.
+    The passes over the blocks are plain Ray tasks, one a block, so they run
+    in parallel where the blocks are.
 
     ``entities_from_triples`` is for graph sources (RDF, Neo4j), where the
     triples define the graph and text rows only name its nodes and edges:
@@ -259,7 +261,6 @@ def assemble(ds: "ray.data.Dataset", rejects: RejectLog, *, entities_from_triple
     entity and relation tables), ``encode`` (keys to ids) and ``dedup``.
     """
     timer = timer or Timer()
-    blocks = ds.materialize().to_arrow_refs()
     with timer("text"):
         entities, relations, entity_dupes, relation_dupes, skipped, graph_stats = _tables(blocks, rejects,
                                                                                       entities_from_triples)

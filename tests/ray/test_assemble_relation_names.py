@@ -66,7 +66,7 @@ def copy_all_names(tables: list[pa.Table]) -> dict:
 
 @pytest.fixture(scope="module")
 def assembled():
-    return assemble(ray.data.from_arrow(rows()), RejectLog(), entities_from_triples=True)
+    return assemble([ray.put(t) for t in rows()], RejectLog(), entities_from_triples=True)
 
 
 def test_relation_texts_unchanged(assembled):

@@ -1,4 +1,4 @@
-"""The hostile-input battery through the real ingest (Ray Data read tasks):
+"""The hostile-input battery through the real ingest (its read tasks on Ray):
 every case a counted reject at its file with a stable reason, no crash, no
 hang, no valid statement lost; a read task that kills its worker is a
 reject for its file after a bounded retry, not an ingest that never ends."""
@@ -10,12 +10,13 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from kgscale.ingest import IngestConfig, run_ingest
 from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.sources import rdf_files
-from kgscale.kg.sources.crash_guard import read_guarded
 from kgscale.kg.sources.line_datasource import RangeDatasource
+from kgscale.kg.sources.ray_read import read_blocks
 from kgscale.kg.lines import ByteRange
 from kgscale.kg.rejects import RejectedInputError
 from kgscale.ray_session import RayConfig
@@ -77,10 +78,10 @@ def test_a_task_that_kills_its_worker_is_a_reject_after_one_retry(tmp_path):
     (tmp_path / "crash.nt").write_text(good("crash") + "\n")
     (tmp_path / "fine.nt").write_text(good("fine") + "\n")
     plan = [(ByteRange(str(tmp_path / n), 0, -1), "train") for n in ("crash.nt", "fine.nt")]
-    ds, crashed = read_guarded(RangeDatasource(lambda _: plan, _read_or_segfault, 100))
+    blocks, crashed = read_blocks(RangeDatasource(lambda _: plan, _read_or_segfault, 100))
     (rej,) = crashed.to_pylist()
     assert rej["file"].endswith("crash.nt") and rej["offset"] == 0 and rej["reason"].startswith("read task crashed: ")
-    rows = ds.take_all()
+    rows = [r for t in ray.get(blocks) for r in t.to_pylist()]
     assert [r["head"] for r in rows if r["kind"] == "triple"] == [f"{EX}good/fine/0"]
 
 

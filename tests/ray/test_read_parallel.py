@@ -1,10 +1,10 @@
-"""The ingest read runs its read tasks side by side from the start.
+"""The ingest read runs its read tasks side by side from the start, one
+table each, in plan order.
 
-Ray Data's resource allocator sees no CPUs for the first second of an
-execution and lets one task run at a time meanwhile; `read_dataset` turns it
-off for the ingest read (see kgscale/kg/sources/ray_read.py). With it on,
-two read tasks of 0.8 s each on this session's 2-CPU Ray ran one after the
-other; this test then fails.
+Through Ray Data's executor (its resource allocator sees no CPUs for the
+first second of an execution and lets one task run at a time meanwhile), two
+read tasks of 0.8 s each on this session's 2-CPU Ray ran one after the
+other; this test then fails. See kgscale/kg/sources/ray_read.py.
 """
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import os
 import time
 
 import pyarrow as pa
+import pytest
 import ray
 
+from kgscale.errors import UserError
 from kgscale.kg.schema import RawRows
 from kgscale.kg.sources.line_datasource import RangeDatasource
 from kgscale.kg.lines import ByteRange
-from kgscale.kg.sources.ray_read import read_dataset
+from kgscale.kg.sources.ray_read import read_blocks
 
 TASK_S = 0.8
 
@@ -40,10 +42,8 @@ def test_two_read_tasks_run_at_once_on_two_cpus(tmp_path):
             f.write(json.dumps({"pid": os.getpid(), "start": start, "end": time.time()}) + "\n")
         yield rows.table()
 
-    ds = read_dataset(RangeDatasource(plan, read, data.stat().st_size))
-    assert ds.materialize().count() == 2
-    assert ds.context.op_resource_reservation_enabled is False
-    assert ray.data.DataContext.get_current().op_resource_reservation_enabled is True  # process-wide default untouched
+    blocks, crashed = read_blocks(RangeDatasource(plan, read, data.stat().st_size))
+    assert crashed is None and sum(t.num_rows for t in ray.get(blocks)) == 2
 
     tasks = sorted((json.loads(line) for line in log.read_text().splitlines()), key=lambda t: t["start"])
     assert len(tasks) == 2
@@ -53,9 +53,9 @@ def test_two_read_tasks_run_at_once_on_two_cpus(tmp_path):
     assert second["start"] < first["end"], tasks
 
 
-def test_read_dataset_asks_for_one_block_per_planned_range(tmp_path):
+def test_one_table_per_planned_range_in_plan_order(tmp_path):
     # a sparse 1 GiB file: ranges sized like a large input's (no disk used).
-    # Ray Data's own choice for it splits each task's output
+    # Ray Data's own choice for it split each task's output
     # (ReadRange->SplitBlocks(9): 12 blocks from these 4 tasks)
     data = tmp_path / "large.nt"
     with open(data, "wb") as f:
@@ -71,7 +71,54 @@ def test_read_dataset_asks_for_one_block_per_planned_range(tmp_path):
             rows.triple(role, f"h{rng.start}-{i}", "r", "t", str(data), rng.start)
         yield rows.table()
 
-    ds = read_dataset(RangeDatasource(plan, read, 1 << 30)).materialize()
-    assert ds.num_blocks() == 4
-    heads = pa.concat_tables(ray.get(ds.to_arrow_refs()))["head"].to_pylist()
-    assert sorted(heads) == sorted(f"h{s}-{i}" for s in range(0, 1 << 30, quarter) for i in range(3))
+    blocks, _ = read_blocks(RangeDatasource(plan, read, 1 << 30))
+    assert len(blocks) == 4
+    heads = pa.concat_tables(ray.get(blocks))["head"].to_pylist()
+    assert heads == [f"h{s}-{i}" for s in range(0, 1 << 30, quarter) for i in range(3)]
+
+
+def test_a_tasks_blocks_become_one_table_and_no_blocks_an_empty_one(tmp_path):
+    data = tmp_path / "data.nt"
+    data.write_bytes(b"x\n" * 10)
+
+    def plan(parallelism):
+        return [(ByteRange(str(data), 0, 5), "train"), (ByteRange(str(data), 5, -1), "train")]
+
+    def read(rng: ByteRange, role: str):
+        for i in range(3 if rng.start == 0 else 0):
+            rows = RawRows()
+            rows.triple(role, f"h{i}", "r", "t", str(data), i)
+            yield rows.table()
+
+    blocks, crashed = read_blocks(RangeDatasource(plan, read, 20))
+    first, second = ray.get(blocks)
+    assert first["head"].to_pylist() == ["h0", "h1", "h2"] and second.num_rows == 0
+    assert first.schema == second.schema
+
+
+def test_a_tasks_error_is_raised_at_once_and_a_user_error_as_itself(tmp_path):
+    data = tmp_path / "data.nt"
+    data.write_bytes(b"x\n" * 10)
+
+    def plan(parallelism):
+        return [(ByteRange(str(data), 0, 5), "train"), (ByteRange(str(data), 5, -1), "train")]
+
+    def read(rng: ByteRange, role: str):
+        if rng.start == 0:
+            raise UserError("the endpoint refused the query")
+        time.sleep(120)  # still running when the first fails: cancelled, not waited for
+        yield RawRows().table()
+
+    start = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        read_blocks(RangeDatasource(plan, read, 20))
+    assert time.perf_counter() - start < 60
+    assert str(err.value) == "the endpoint refused the query" and type(err.value) is UserError
+
+    def broken(rng: ByteRange, role: str):
+        raise ValueError("a bug in a reader")
+        yield
+
+    with pytest.raises(ValueError, match="a bug in a reader") as err:
+        read_blocks(RangeDatasource(plan, broken, 20))
+    assert isinstance(err.value, ray.exceptions.RayTaskError)  # with the worker's traceback

@@ -1,42 +1,119 @@
-"""The ingest read: any source's datasource into a Ray Data dataset whose read
-tasks run as parallel as the cluster's CPUs allow, from the first second.
+"""The ingest read: a source's read tasks run as Ray tasks, side by side from
+the first second; a task that kills its worker becomes a reject.
 
-Two Ray Data defaults (measured with Ray 2.60 on 2 CPUs) held the read tasks
-back, so that two CPUs read an N-Triples file only 1.2x as fast as one:
+Every source is a Ray Data ``Datasource`` (its ``get_read_tasks`` plans the
+ranges on the driver, each task opens its own file or connection), so
+``ray.data.read_datasource(source.datasource())`` gives a Ray Dataset of its
+raw rows. The ingest does not read through Ray Data's executor, though: it
+keeps every block it reads (the passes over them are plain Ray tasks, see
+:mod:`kgscale.kg.assemble`), so Ray Data's streaming and backpressure bound
+nothing here, and its executor cost the ingest a fixed 2.6 s and 0.2 of its
+parallel speed. Measured with Ray 2.60 on this project's 2-core machine
+(docs/scale.md, "The read as Ray tasks"):
 
-- Ray Data asks for at least 200 blocks and, given fewer read tasks, splits
-  each task's output to make up the number (``ReadRange->SplitBlocks`` in
-  ``ds.stats()``). The line-file sources plan their ranges by the cluster's
-  CPUs, so the dataset gets exactly as many blocks as ranges.
-- Ray Data's resource allocator (``op_resource_reservation_enabled``) learns
-  the cluster's size from its autoscaling coordinator, which answers
-  asynchronously, and caches the answer for a second: for the first second of
-  every execution it sees zero CPUs and lets one task run at a time (its
-  liveness rule). After that it hands out tasks as its budget frees, through
-  the driver's scheduling loop, whose ``ray.wait`` over all running tasks
-  returns only when all are ready or after 0.1 s: each finished task left its
-  CPU idle for 0.1-0.3 s. An ingest materialises every block it reads, so the
-  allocator's object-store budget bounds nothing here; with it off, every read
-  task is submitted at once and Ray's scheduler starts the next the moment a
-  CPU frees. Over FB15k-237 as N-Triples (8 copies, 449 MB, 8 read tasks),
-  2 CPUs against 1: 1.24-1.27x with the allocator; without it 1.48-1.83x,
-  median 1.62x over six runs of bench/ntriples_ingest.py (two plain
-  processes on the same machine: 1.82-1.91x).
+- A cluster's first Ray Data job starts two detached actors of Ray Data's own
+  (its autoscaling coordinator, then its stats actor), one after the other,
+  each in a new worker process, before the first read task starts: 2.6 s of
+  a 1M-triple ingest's 9.6 s on a fresh Ray. Every ``kgscale ingest`` on a
+  laptop starts a fresh Ray.
+- Ray Data's resource allocator saw no CPUs for the first second of every
+  execution, and its scheduling loop left a CPU idle for 0.1-0.3 s after
+  each finished task (its ``ray.wait`` over the running tasks); with the
+  allocator off, two CPUs read the 5M graph's N-Triples 1.62x as fast as one,
+  and as Ray tasks 1.86x (two plain processes: 1.7-1.9x).
 
-The setting is made on the dataset's own context (a copy), never on the
-process-wide ``DataContext``, so other pipelines keep Ray Data's defaults.
+Here every read task is submitted at once (Ray's scheduler starts the next
+the moment a CPU frees, on any node: ``SPREAD``, as Ray Data places reads),
+each returns its rows as one Arrow table in the object store, and the driver
+keeps the references in plan order.
+
+A read task whose worker dies (a parser's stack overflow, the kernel's OOM
+killer) is retried ``READ_TASK_RETRIES`` times by Ray and then becomes a reject
+for its file or range (``read task crashed``), so ``--strict`` names it and the
+counts still add up; the other tasks' rows are kept. A task that fails with an
+ordinary exception is not retried: its error is raised (a
+:class:`~kgscale.errors.UserError`, such as an endpoint that refuses the query,
+as itself) and the tasks still running are cancelled.
 """
 from __future__ import annotations
 
+import pyarrow as pa
 import ray
+from ray.data import Datasource, ReadTask
+from tqdm import tqdm
 
-from kgscale.kg.sources.line_datasource import LineFileDatasource, RangeDatasource
+from kgscale.errors import UserError
+from kgscale.kg.schema import RAW_SCHEMA, REJECT, raw_table
+
+READ_TASK_RETRIES = 1
+# how a worker's death shows once Ray has spent the task's retries
+_CRASHES = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)
 
 
-def read_dataset(datasource, **kwargs) -> ray.data.Dataset:
-    """``ray.data.read_datasource(datasource, **kwargs)``, tuned for an ingest read (see above)."""
-    if isinstance(datasource, (RangeDatasource, LineFileDatasource)):
-        kwargs.setdefault("override_num_blocks", max(len(datasource.get_read_tasks(-1)), 1))
-    ds = ray.data.read_datasource(datasource, **kwargs)
-    ds.context.op_resource_reservation_enabled = False
-    return ds
+@ray.remote(num_cpus=1, num_returns=2, max_retries=READ_TASK_RETRIES, scheduling_strategy="SPREAD")
+def _run_read_task(task: ReadTask) -> tuple[int, pa.Table]:
+    """(row count, the task's rows as one table). The count is the small object
+    the driver waits on, so the rows are never fetched to learn the outcome."""
+    blocks = list(task())
+    if not blocks:
+        table = RAW_SCHEMA.empty_table()
+    elif len(blocks) == 1:
+        table = blocks[0]
+    else:  # zero-copy: the blocks become the table's chunks
+        table = pa.concat_tables(blocks, promote_options="permissive")
+    return table.num_rows, table
+
+
+def read_blocks(datasource: Datasource) -> tuple[list[ray.ObjectRef], pa.Table | None]:
+    """Run ``datasource``'s read tasks; return the references to their tables,
+    in plan order, and a reject row for each task that crashed its worker
+    (None when none did)."""
+    tasks = datasource.get_read_tasks(-1)
+    refs = [_run_read_task.remote(t) for t in tasks]
+    crashed: list[int] = []
+    pending = {counted: i for i, (counted, _) in enumerate(refs)}
+    # Ray's progress-bar setting (RayConfig.progress_bars) switches it off; tqdm, off where stderr is no terminal
+    bar = tqdm(total=len(tasks), desc="read", unit="task", dynamic_ncols=True,
+               disable=None if ray.data.DataContext.get_current().enable_progress_bars else True)
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(done[0])
+            try:
+                ray.get(done[0])
+            except _CRASHES:
+                crashed.append(i)
+            bar.update()
+    except BaseException as exc:
+        for counted in pending:
+            ray.cancel(counted)
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, UserError):
+            raise exc.cause from None  # its message is for the user; the worker's traceback is not
+        raise
+    finally:
+        bar.close()
+    lost = set(crashed)
+    kept = [table for i, (_, table) in enumerate(refs) if i not in lost]
+    return kept, _crash_rejects(tasks, datasource, sorted(crashed))
+
+
+def place_of(task: ReadTask, datasource: Datasource, i: int) -> tuple[str, int]:
+    """(file or source, offset) that a crashed task's reject names."""
+    places = getattr(datasource, "places", None)
+    if places and i < len(places):
+        return places[i]
+    files = task.metadata.input_files or []
+    return (files[0] if files else f"read task {i}"), -1
+
+
+def _crash_rejects(tasks: list[ReadTask], datasource: Datasource, crashed: list[int]) -> pa.Table | None:
+    if not crashed:
+        return None
+    places = [place_of(tasks[i], datasource, i) for i in crashed]
+    return raw_table(
+        len(crashed), kind=REJECT,
+        file=pa.array([p[0] for p in places], pa.string()),
+        offset=pa.array([p[1] for p in places], pa.int64()),
+        reason=f"read task crashed: its worker died {READ_TASK_RETRIES + 1} times reading this range "
+               f"(a parser crash or out of memory); nothing of it is kept",
+        raw="")
