@@ -1,12 +1,14 @@
-"""The ingest stage: SOURCE -> KG snapshot, read by parallel Ray Data tasks."""
+"""The ingest stage: SOURCE -> KG snapshot, read by parallel read tasks on Ray."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from pydantic import Field
 
 from kgscale.config import StrictModel, stage_path
+from kgscale.kg import key_index
 from kgscale.kg.assemble import assemble
 from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rejects import RejectLog
@@ -59,6 +61,9 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
     with stage.writing() as tmp:
         with timer("plan"):
             datasource = source.datasource()
+        # the driver only waits while the read tasks parse: it loads the key hash
+        # the encode step needs meanwhile (0.5-0.7 s of a 1M-triple ingest's 6.6 s)
+        threading.Thread(target=key_index.warm, daemon=True).start()
         with timer("read"):
             blocks, crashed = read_blocks(datasource)  # a task that kills its worker is a reject
             if crashed is not None:

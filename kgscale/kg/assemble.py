@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from kgscale.kg import key_index
 from kgscale.kg.key_index import KeyIndex
 from kgscale.kg.keys import entity_name_from_key, relation_text_from_key
 from kgscale.kg.rejects import RejectLog
@@ -137,6 +138,13 @@ def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]
 
 
 _IDS = pa.schema([("head", pa.int32()), ("relation", pa.int32()), ("tail", pa.int32()), ("split", pa.int8())])
+
+
+@ray.remote
+def _warm_encode() -> None:
+    """An encode task's fixed cost (numba's key hash loaded), run by a worker
+    while the driver builds the entity and relation tables."""
+    key_index.warm()
 
 
 @ray.remote(num_returns=2)
@@ -295,7 +303,12 @@ def assemble(blocks: list[ray.ObjectRef], rejects: RejectLog, *, entities_from_t
 def _tables(blocks: list, rejects: RejectLog, entities_from_triples: bool) -> tuple:
     """The entity and relation tables (key, first text) from the blocks' text
     rows, see :func:`assemble`; text rows that are rejects go to ``rejects``."""
-    parts = ray.get([_text_rows.remote(b, entities_from_triples) for b in blocks])
+    parts = [_text_rows.remote(b, entities_from_triples) for b in blocks]
+    # queued behind the text-row tasks, so that a worker's first encode task
+    # does not load the key hash (0.45 s) while every other waits on it
+    for _ in range(int(ray.cluster_resources().get("CPU", 1))):
+        _warm_encode.remote()
+    parts = ray.get(parts)
     empty = RAW_SCHEMA.empty_table()
     text = {kind: pa.concat_tables([empty.select(cols), *(p[0][kind] for p in parts)], promote_options="permissive")
             for kind, cols in _TEXT_COLUMNS.items()}

@@ -52,6 +52,13 @@ def hash_keys(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def warm() -> None:
+    """Load the compiled hash now: its first call in a process loads it from
+    numba's cache and initialises numba's CPU target (0.5-0.7 s on the 2-core
+    machine), which a caller can do while it waits on other work."""
+    hash_keys(pa.array(["warm"]))
+
+
 class KeyIndex:
     """Ids of keys in ``keys`` (a key's id is its position there; keys distinct)."""
 
