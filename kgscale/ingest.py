@@ -1,6 +1,7 @@
 """The ingest stage: SOURCE -> KG snapshot, read by parallel read tasks on Ray."""
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -9,7 +10,7 @@ from pydantic import Field
 
 from kgscale.config import StrictModel, stage_path
 from kgscale.kg import key_index
-from kgscale.kg.assemble import assemble
+from kgscale.kg.assemble import assemble, split_block
 from kgscale.kg.rdf.config import RdfConfig
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import SPLITS
@@ -65,11 +66,14 @@ def run_ingest(cfg: IngestConfig, ray_cfg: RayConfig | None = None) -> dict:
         # the encode step needs meanwhile (0.5-0.7 s of a 1M-triple ingest's 6.6 s)
         threading.Thread(target=key_index.warm, daemon=True).start()
         with timer("read"):
-            blocks, crashed = read_blocks(datasource)  # a task that kills its worker is a reject
+            # each task cuts its rows for the steps after (kgscale.kg.assemble.split_block);
+            # a task that kills its worker is a reject
+            split = functools.partial(split_block, with_triple_keys=source.entities_from_triples)
+            parts, crashed = read_blocks(datasource, split=split, parts=3)
             if crashed is not None:
                 rejects.add_table(crashed)
         # assemble times its own steps: text, encode, dedup
-        result = assemble(blocks, rejects, entities_from_triples=source.entities_from_triples, timer=timer)
+        result = assemble(parts, rejects, entities_from_triples=source.entities_from_triples, timer=timer)
         with timer("write"):
             write_tables(tmp, result.triples, result.entities, result.relations)
         with timer("checksum_inputs"):

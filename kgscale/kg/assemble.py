@@ -5,8 +5,11 @@ entity and relation ids are the ranks of their keys in sorted order, and
 triples are sorted by (split, head, relation, tail). The same data therefore
 gives the same snapshot whether it came from a file, a store or a server.
 
-Encoding keys to ids runs in parallel (``map_batches``) against the key
-vocabularies, hashed once and placed in the object store (:mod:`kgscale.kg.key_index`), so the driver only ever holds
+Each read task cuts the rows it parsed into triple rows, text rows and keys
+(:func:`split_block`); the driver builds the entity and relation tables from
+the text rows and keys, and encoding keys to ids runs in parallel, one Ray
+task a block, against the key vocabularies, hashed once and placed in the
+object store (:mod:`kgscale.kg.key_index`), so the driver only ever holds
 integer triples, the texts and the rejects.
 """
 from __future__ import annotations
@@ -58,12 +61,6 @@ class Assembled:
     stats: dict = field(default_factory=dict)
 
 
-def _where_kind(table: pa.Table, kinds: tuple[str, ...]) -> pa.Table:
-    if "kind" not in table.column_names:  # an empty block (empty file) may have no columns
-        table = RAW_SCHEMA.empty_table()
-    return table.filter(pc.is_in(table["kind"], pa.array(kinds)))
-
-
 # the columns the driver reads of each kind of text row
 _TEXT_COLUMNS = {
     ENTITY: ["key", "name", "description", "priority", "file", "offset"],
@@ -73,25 +70,38 @@ _TEXT_COLUMNS = {
 }
 
 
-@ray.remote
-def _text_rows(block: pa.Table, with_triple_keys: bool) -> tuple[dict[str, pa.Table], tuple[pa.Array, pa.Array] | None]:
-    """The small part of a block, one table a kind of text row (entity,
-    relation, reject, skipped) with only the columns the driver reads, so
-    the driver concatenates them without filtering them again; and, when
-    entities may come from triples alone, the block's distinct entity keys
-    (heads and tails) and relation keys."""
+# what the encode step reads of a triple row
+_TRIPLE_COLUMNS = ["split", "head", "relation", "tail", "file", "offset"]
+
+
+def split_block(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, dict[str, pa.Table], tuple | None]:
+    """A block of raw rows cut into what the later steps read, run by each
+    read task on the rows it has just parsed (``read_blocks(..., split=...)``),
+    so that no step passes over the whole parsed rows again:
+
+    - the triple rows, with only the columns the encode step reads;
+    - one table a kind of text row (entity, relation, reject, skipped) with
+      only the columns the driver reads, so it concatenates them without
+      filtering them again;
+    - when entities may come from triples alone, the block's distinct entity
+      keys (heads and tails) and relation keys, else None.
+
+    A pass of tasks over the parsed blocks used to do the last two: at 20M
+    triples those blocks no longer fit Ray's default object store, and the
+    pass read most of them back from disk.
+    """
     if "kind" not in block.column_names:  # an empty block (empty file) may have no columns
         block = RAW_SCHEMA.empty_table()
     for f in RAW_SCHEMA:  # a column a source left out is a column of nulls
         if f.name not in block.column_names:
             block = block.append_column(f, pa.nulls(block.num_rows, f.type))
     text = {kind: block.select(cols).filter(pc.equal(block["kind"], kind)) for kind, cols in _TEXT_COLUMNS.items()}
+    triples = block.select(_TRIPLE_COLUMNS).filter(pc.equal(block["kind"], TRIPLE))
     keys = None
     if with_triple_keys:
-        t = _where_kind(block, (TRIPLE,))
-        keys = (pc.unique(pa.concat_arrays([t["head"].combine_chunks(), t["tail"].combine_chunks()])),
-                pc.unique(t["relation"].combine_chunks()))
-    return text, keys
+        keys = (pc.unique(pa.concat_arrays([triples["head"].combine_chunks(), triples["tail"].combine_chunks()])),
+                pc.unique(triples["relation"].combine_chunks()))
+    return triples, text, keys
 
 
 def _first_text(rows: pa.Table, text_columns: list[str]) -> tuple[pa.Table, int]:
@@ -148,16 +158,16 @@ def _warm_encode() -> None:
 
 
 @ray.remote(num_returns=2)
-def _encode_block(table: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple[pa.Table, pa.Table]:
-    """Map a block of raw rows' triples to ids: (good triples as ids only,
-    13 bytes a triple; rejected triples with file, offset, reason and raw line).
+def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple[pa.Table, pa.Table]:
+    """Map a block's triple rows (:func:`split_block`'s first part) to ids:
+    (good triples as ids only, 13 bytes a triple; rejected triples with file,
+    offset, reason and raw line).
 
     Only the rejected rows carry their location and text: the driver gathers
     every block's good triples, and a file name, an offset and the raw line
     for each of them (over 200 bytes a triple) was most of the ingest's
     memory at scale.
     """
-    t = _where_kind(table, (TRIPLE,))
     head = entities.lookup(t["head"])
     rel = relations.lookup(t["relation"])
     tail = entities.lookup(t["tail"])
@@ -244,14 +254,16 @@ def _skipped_summary(rows: pa.Table, limit: int = 50) -> dict:
     return out
 
 
-def assemble(blocks: list[ray.ObjectRef], rejects: RejectLog, *, entities_from_triples: bool = False,
-             timer: Timer | None = None) -> Assembled:
+def assemble(parts: list[tuple[ray.ObjectRef, ray.ObjectRef, ray.ObjectRef]], rejects: RejectLog, *,
+             entities_from_triples: bool = False, timer: Timer | None = None) -> Assembled:
     """Build the snapshot tables from the blocks of raw rows a source was read
-    into (references to Arrow tables in the object store, as
-    :func:`kgscale.kg.sources.ray_read.read_blocks` gives them).
+    into, each cut by :func:`split_block` (with ``entities_from_triples``)
+    into three objects in the object store: ``parts`` holds their references,
+    one tuple a block, as :func:`kgscale.kg.sources.ray_read.read_blocks`
+    gives them with ``split=``.
 
-    The passes over the blocks are plain Ray tasks, one a block, so they run
-    in parallel where the blocks are.
+    The driver gathers the text parts; the encode step is plain Ray tasks,
+    one a block, so it runs in parallel where the blocks are.
 
     ``entities_from_triples`` is for graph sources (RDF, Neo4j), where the
     triples define the graph and text rows only name its nodes and edges:
@@ -270,10 +282,10 @@ def assemble(blocks: list[ray.ObjectRef], rejects: RejectLog, *, entities_from_t
     """
     timer = timer or Timer()
     with timer("text"):
-        entities, relations, entity_dupes, relation_dupes, skipped, graph_stats = _tables(blocks, rejects,
-                                                                                      entities_from_triples)
+        entities, relations, entity_dupes, relation_dupes, skipped, graph_stats = _tables(
+            [p[1:] for p in parts], rejects, entities_from_triples)
     with timer("encode"):
-        good = _encode(blocks, entities, relations, rejects)
+        good = _encode([p[0] for p in parts], entities, relations, rejects)
     with timer("dedup"):
         triples, dup_stats = _dedup_sorted(good)
     del good
@@ -300,15 +312,17 @@ def assemble(blocks: list[ray.ObjectRef], rejects: RejectLog, *, entities_from_t
     return Assembled(triples, entity_table, relation_table, stats)
 
 
-def _tables(blocks: list, rejects: RejectLog, entities_from_triples: bool) -> tuple:
+def _tables(text_parts: list, rejects: RejectLog, entities_from_triples: bool) -> tuple:
     """The entity and relation tables (key, first text) from the blocks' text
-    rows, see :func:`assemble`; text rows that are rejects go to ``rejects``."""
-    parts = [_text_rows.remote(b, entities_from_triples) for b in blocks]
-    # queued behind the text-row tasks, so that a worker's first encode task
-    # does not load the key hash (0.45 s) while every other waits on it
+    rows and keys (:func:`split_block`'s second and third parts), see
+    :func:`assemble`; text rows that are rejects go to ``rejects``."""
+    # the workers are idle while the driver builds the tables: each loads the
+    # key hash now, so that no worker's first encode task does (0.45 s) while
+    # every other waits on it
     for _ in range(int(ray.cluster_resources().get("CPU", 1))):
         _warm_encode.remote()
-    parts = ray.get(parts)
+    got = ray.get([ref for text_and_keys in text_parts for ref in text_and_keys])
+    parts = list(zip(got[0::2], got[1::2]))  # (text tables by kind, keys or None) a block
     empty = RAW_SCHEMA.empty_table()
     text = {kind: pa.concat_tables([empty.select(cols), *(p[0][kind] for p in parts)], promote_options="permissive")
             for kind, cols in _TEXT_COLUMNS.items()}

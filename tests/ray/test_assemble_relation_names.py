@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 import ray
 
-from kgscale.kg.assemble import _first_text, _keep_used, assemble
+from kgscale.kg.assemble import _first_text, _keep_used, assemble, split_block
 from kgscale.kg.keys import relation_text_from_key
 from kgscale.kg.rejects import RejectLog
 from kgscale.kg.schema import RAW_SCHEMA
@@ -66,7 +66,7 @@ def copy_all_names(tables: list[pa.Table]) -> dict:
 
 @pytest.fixture(scope="module")
 def assembled():
-    return assemble([ray.put(t) for t in rows()], RejectLog(), entities_from_triples=True)
+    return assemble([tuple(map(ray.put, split_block(t, True))) for t in rows()], RejectLog(), entities_from_triples=True)
 
 
 def test_relation_texts_unchanged(assembled):

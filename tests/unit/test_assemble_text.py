@@ -1,13 +1,15 @@
 """The entity and relation tables' texts: for each key, each text column's
 first non-empty value by (priority, file, offset), whatever order the rows
-arrive in; and the used keys' texts, with or without text for other keys."""
+arrive in; and the used keys' texts, with or without text for other keys.
+And the cut a read task makes of its rows for the steps after it."""
 from __future__ import annotations
 
 import random
 
 import pyarrow as pa
 
-from kgscale.kg.assemble import _first_text, _keep_used
+from kgscale.kg.assemble import _first_text, _keep_used, split_block
+from kgscale.kg.schema import RAW_SCHEMA, RawRows
 
 
 def _rows(seed: int, n_keys: int = 60, n_rows: int = 400) -> list[dict]:
@@ -84,3 +86,33 @@ def test_keep_used_with_and_without_text_for_other_keys():
     got, unused, missing = _keep_used(texts, pa.array(["c", "d"]), ["name"], fallback)
     assert got.to_pylist() == [{"key": "c", "name": "C"}, {"key": "d", "name": "<d>"}]
     assert (unused, missing) == (2, 1)
+
+
+def test_a_read_tasks_rows_are_cut_into_triples_texts_and_keys():
+    rows = RawRows()
+    rows.triple("train", "a", "r", "b", "f.nt", 0)
+    rows.entity("a", "A", "the a", "f.nt", 10)
+    rows.triple("test", "b", "s", "a", "f.nt", 20)
+    rows.relation("r", "is r of", "f.nt", 30)
+    rows.reject("syntax error", "<a> <r", "f.nt", 40)
+    rows.triple("train", "a", "r", "c", "f.nt", 50)
+    rows.skipped("literal object", "r2", 3, "f.nt")
+    block = rows.table().drop_columns(["count"])  # a column a source left out is nulls
+    triples, text, keys = split_block(block, with_triple_keys=True)
+    assert triples.column_names == ["split", "head", "relation", "tail", "file", "offset"]
+    assert triples.to_pylist() == [
+        {"split": "train", "head": "a", "relation": "r", "tail": "b", "file": "f.nt", "offset": 0},
+        {"split": "test", "head": "b", "relation": "s", "tail": "a", "file": "f.nt", "offset": 20},
+        {"split": "train", "head": "a", "relation": "r", "tail": "c", "file": "f.nt", "offset": 50}]
+    assert text["entity"].to_pylist() == [{"key": "a", "name": "A", "description": "the a", "priority": 0,
+                                           "file": "f.nt", "offset": 10}]
+    assert text["relation"]["name"].to_pylist() == ["is r of"]
+    assert text["reject"]["raw"].to_pylist() == ["<a> <r"] and text["reject"].schema == RAW_SCHEMA
+    assert text["skipped"].to_pylist() == [{"reason": "literal object", "relation": "r2", "count": None}]
+    assert sorted(keys[0].to_pylist()) == ["a", "b", "c"] and sorted(keys[1].to_pylist()) == ["r", "s"]
+    assert split_block(block, with_triple_keys=False)[2] is None
+
+    # an empty file's block may have no columns at all
+    triples, text, keys = split_block(pa.table({}), with_triple_keys=True)
+    assert triples.num_rows == 0 and all(t.num_rows == 0 for t in text.values())
+    assert len(keys[0]) == 0 and len(keys[1]) == 0

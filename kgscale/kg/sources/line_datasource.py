@@ -25,9 +25,11 @@ LineParser = Callable[[RawRows, str, int, str, str], None]
 ChunkParser = Callable[[str, int, str, str], pa.Table]
 
 ROWS_PER_BLOCK = 65536
-# Rows in a block a read task hands to Ray Data. Ray Data lets a task run only
-# two blocks ahead of the driver's executor, so small blocks tie every read
-# task to the driver's pace; blocks of this size keep the tasks busy.
+# Rows in a block a read task yields. Read through Ray Data (a user's
+# ``ray.data.read_datasource``), a task runs only two blocks ahead of the
+# driver's executor, so small blocks would tie every read task to the
+# driver's pace; the ingest's own read (kgscale.kg.sources.ray_read) joins a
+# task's blocks into one table, whose chunks these become.
 ROWS_PER_OUTPUT_BLOCK = 1 << 18
 
 

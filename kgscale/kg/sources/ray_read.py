@@ -37,6 +37,8 @@ as itself) and the tasks still running are cancelled.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pyarrow as pa
 import ray
 from ray.data import Datasource, ReadTask
@@ -50,10 +52,11 @@ READ_TASK_RETRIES = 1
 _CRASHES = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)
 
 
-@ray.remote(num_cpus=1, num_returns=2, max_retries=READ_TASK_RETRIES, scheduling_strategy="SPREAD")
-def _run_read_task(task: ReadTask) -> tuple[int, pa.Table]:
-    """(row count, the task's rows as one table). The count is the small object
-    the driver waits on, so the rows are never fetched to learn the outcome."""
+@ray.remote(num_cpus=1, max_retries=READ_TASK_RETRIES, scheduling_strategy="SPREAD")
+def _run_read_task(task: ReadTask, split: Callable[[pa.Table], tuple] | None) -> tuple:
+    """(row count, the task's rows as one table, or ``split``'s parts of it).
+    The count is the small object the driver waits on, so the rows are never
+    fetched to learn the outcome."""
     blocks = list(task())
     if not blocks:
         table = RAW_SCHEMA.empty_table()
@@ -61,17 +64,21 @@ def _run_read_task(task: ReadTask) -> tuple[int, pa.Table]:
         table = blocks[0]
     else:  # zero-copy: the blocks become the table's chunks
         table = pa.concat_tables(blocks, promote_options="permissive")
-    return table.num_rows, table
+    return (table.num_rows, *(split(table) if split is not None else (table,)))
 
 
-def read_blocks(datasource: Datasource) -> tuple[list[ray.ObjectRef], pa.Table | None]:
-    """Run ``datasource``'s read tasks; return the references to their tables,
-    in plan order, and a reject row for each task that crashed its worker
-    (None when none did)."""
+def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | None = None,
+                parts: int = 1) -> tuple[list, pa.Table | None]:
+    """Run ``datasource``'s read tasks; return, in plan order, a reference to
+    each task's table (with ``split``: a tuple of references to the ``parts``
+    objects ``split(table)`` returns, cut in the task while its rows are at
+    hand), and a reject row for each task that crashed its worker (None when
+    none did)."""
     tasks = datasource.get_read_tasks(-1)
-    refs = [_run_read_task.remote(t) for t in tasks]
+    run = _run_read_task.options(num_returns=1 + (parts if split is not None else 1))
+    refs = [run.remote(t, split) for t in tasks]
     crashed: list[int] = []
-    pending = {counted: i for i, (counted, _) in enumerate(refs)}
+    pending = {r[0]: i for i, r in enumerate(refs)}
     # Ray's progress-bar setting (RayConfig.progress_bars) switches it off; tqdm, off where stderr is no terminal
     bar = tqdm(total=len(tasks), desc="read", unit="task", dynamic_ncols=True,
                disable=None if ray.data.DataContext.get_current().enable_progress_bars else True)
@@ -93,7 +100,7 @@ def read_blocks(datasource: Datasource) -> tuple[list[ray.ObjectRef], pa.Table |
     finally:
         bar.close()
     lost = set(crashed)
-    kept = [table for i, (_, table) in enumerate(refs) if i not in lost]
+    kept = [(r[1:] if split is not None else r[1]) for i, r in enumerate(refs) if i not in lost]
     return kept, _crash_rejects(tasks, datasource, sorted(crashed))
 
 
