@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+import psutil
 import pyarrow as pa
 import pytest
 import ray
@@ -96,6 +97,13 @@ def test_a_tasks_blocks_become_one_table_and_no_blocks_an_empty_one(tmp_path):
     assert first.schema == second.schema
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_a_tasks_error_is_raised_at_once_and_a_user_error_as_itself(tmp_path):
     data = tmp_path / "data.nt"
     data.write_bytes(b"x\n" * 10)
@@ -103,10 +111,15 @@ def test_a_tasks_error_is_raised_at_once_and_a_user_error_as_itself(tmp_path):
     def plan(parallelism):
         return [(ByteRange(str(data), 0, 5), "train"), (ByteRange(str(data), 5, -1), "train")]
 
+    started = tmp_path / "second-started"
+
     def read(rng: ByteRange, role: str):
         if rng.start == 0:
+            while not started.exists():  # fail once the other task is running
+                time.sleep(0.05)
             raise UserError("the endpoint refused the query")
-        time.sleep(120)  # still running when the first fails: cancelled, not waited for
+        started.write_text(str(os.getpid()))
+        time.sleep(120)  # still running when the first fails: stopped, not waited for
         yield RawRows().table()
 
     start = time.perf_counter()
@@ -114,6 +127,13 @@ def test_a_tasks_error_is_raised_at_once_and_a_user_error_as_itself(tmp_path):
         read_blocks(RangeDatasource(plan, read, 20))
     assert time.perf_counter() - start < 60
     assert str(err.value) == "the endpoint refused the query" and type(err.value) is UserError
+    # the task still sleeping was stopped, its worker with it (a plain
+    # ray.cancel left it sleeping, holding its CPU, for the whole two minutes)
+    sleeper = int(started.read_text())
+    deadline = time.time() + 20
+    while _alive(sleeper) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(sleeper)
 
     def broken(rng: ByteRange, role: str):
         raise ValueError("a bug in a reader")

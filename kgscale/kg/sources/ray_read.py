@@ -84,16 +84,23 @@ def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | Non
                disable=None if ray.data.DataContext.get_current().enable_progress_bars else True)
     try:
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(done[0])
-            try:
-                ray.get(done[0])
-            except _CRASHES:
-                crashed.append(i)
-            bar.update()
+            # every task that is done, at least every second (one pass over the pending, not one a task)
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
+            for counted in done:
+                i = pending.pop(counted)
+                try:
+                    ray.get(counted)
+                except _CRASHES:
+                    crashed.append(i)
+                    _handled(refs[i])
+                bar.update()
     except BaseException as exc:
+        # force: a plain cancel does not stop a task blocked in a call (a read
+        # waiting on a server), and its CPU would stay taken
         for counted in pending:
-            ray.cancel(counted)
+            ray.cancel(counted, force=True)
+        for r in refs:
+            _handled(r)
         if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, UserError):
             raise exc.cause from None  # its message is for the user; the worker's traceback is not
         raise
@@ -102,6 +109,18 @@ def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | Non
     lost = set(crashed)
     kept = [(r[1:] if split is not None else r[1]) for i, r in enumerate(refs) if i not in lost]
     return kept, _crash_rejects(tasks, datasource, sorted(crashed))
+
+
+def _handled(task_refs: list) -> None:
+    """Collect the error a failed or cancelled task left in each of its
+    objects, so that Ray does not log it again as an unhandled error when they
+    are dropped; a finished task's rows are not fetched."""
+    for ref in task_refs:
+        try:
+            ray.get(ref, timeout=10)
+            return  # the task finished: its other objects hold rows
+        except Exception:
+            pass
 
 
 def place_of(task: ReadTask, datasource: Datasource, i: int) -> tuple[str, int]:
