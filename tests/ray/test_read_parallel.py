@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import psutil
@@ -142,3 +144,43 @@ def test_a_tasks_error_is_raised_at_once_and_a_user_error_as_itself(tmp_path):
     with pytest.raises(ValueError, match="a bug in a reader") as err:
         read_blocks(RangeDatasource(plan, broken, 20))
     assert isinstance(err.value, ray.exceptions.RayTaskError)  # with the worker's traceback
+
+
+_FAILING_READS = """
+import sys, tempfile, pathlib
+import ray
+from kgscale.kg.lines import ByteRange
+from kgscale.kg.sources.line_datasource import RangeDatasource
+from kgscale.kg.sources.ray_read import read_blocks
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+data = pathlib.Path(tempfile.mkdtemp()) / "data.nt"
+data.write_bytes(b"x\\n" * 10)
+
+def plan(parallelism):
+    return [(ByteRange(str(data), 0, 5), "train"), (ByteRange(str(data), 5, -1), "train")]
+
+def broken(rng, role):
+    raise ValueError("a bug in a reader")
+    yield
+
+for _ in range(int(sys.argv[2])):
+    try:
+        read_blocks(RangeDatasource(plan, broken, 20))
+    except ValueError:
+        pass
+print("all reads failed and the driver lives")
+"""
+
+
+def test_reads_whose_tasks_fail_together_leave_the_driver_alive(tmp_path):
+    # Cancelling a task while the driver takes in its result kills the
+    # driver's process (Ray 2.60: "Tried to complete task that was not
+    # pending"); with both tasks failing at once and the other cancelled at
+    # once, this loop died within 60-100 reads. Its own driver, so that a
+    # crash is a failed test rather than the end of the session.
+    script = tmp_path / "failing_reads.py"
+    script.write_text(_FAILING_READS)
+    out = subprocess.run([sys.executable, str(script), ray.get_runtime_context().gcs_address, "300"],
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0 and "the driver lives" in out.stdout, out.stdout[-2000:] + out.stderr[-4000:]

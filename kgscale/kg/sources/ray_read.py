@@ -33,7 +33,8 @@ for its file or range (``read task crashed``), so ``--strict`` names it and the
 counts still add up; the other tasks' rows are kept. A task that fails with an
 ordinary exception is not retried: its error is raised (a
 :class:`~kgscale.errors.UserError`, such as an endpoint that refuses the query,
-as itself) and the tasks still running are cancelled.
+as itself) and the tasks still running are cancelled, once the others have had
+``CANCEL_GRACE_S`` to end by themselves (see :func:`_stop`).
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ from kgscale.kg.schema import RAW_SCHEMA, REJECT, raw_table
 READ_TASK_RETRIES = 1
 # how a worker's death shows once Ray has spent the task's retries
 _CRASHES = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)
+# after a read fails, how long the other tasks get to end by themselves before
+# those still running are cancelled (see _stop)
+CANCEL_GRACE_S = 2.0
 
 
 @ray.remote(num_cpus=1, max_retries=READ_TASK_RETRIES, scheduling_strategy="SPREAD")
@@ -95,10 +99,7 @@ def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | Non
                     _handled(refs[i])
                 bar.update()
     except BaseException as exc:
-        # force: a plain cancel does not stop a task blocked in a call (a read
-        # waiting on a server), and its CPU would stay taken
-        for counted in pending:
-            ray.cancel(counted, force=True)
+        _stop(list(pending))
         for r in refs:
             _handled(r)
         if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, UserError):
@@ -109,6 +110,25 @@ def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | Non
     lost = set(crashed)
     kept = [(r[1:] if split is not None else r[1]) for i, r in enumerate(refs) if i not in lost]
     return kept, _crash_rejects(tasks, datasource, sorted(crashed))
+
+
+def _stop(pending: list) -> None:
+    """Stop the read tasks still running after a read failed.
+
+    Ray 2.60's ``ray.cancel`` kills the driver's own process when it lands
+    while the driver takes in that task's result (its core worker fails the
+    check "Tried to complete task that was not pending" and exits): a read
+    whose two tasks failed at once did so once in 60-100 tries, and once in
+    CI. Tasks that fail together end together, so the others get
+    ``CANCEL_GRACE_S`` to end by themselves, and only those still running
+    after it are cancelled. With force: a plain cancel does not stop a task
+    blocked in a call (a read waiting on a server), and its CPU would stay
+    taken."""
+    if not pending:
+        return
+    _, running = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE_S)
+    for ref in running:
+        ray.cancel(ref, force=True)
 
 
 def _handled(task_refs: list) -> None:
