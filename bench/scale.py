@@ -36,7 +36,8 @@ not hidden), and so does one that leaves the machine under 3 GiB available.
 ``--read-scaling`` instead measures the ingest read (read tasks over the
 N-Triples run as Ray tasks, as ``bench/ntriples_ingest.py`` does) on a Ray
 of 1, then 2 CPUs, beside the same tasks through Ray Data's
-``read_datasource``: run it without CPU pinning. Prints a table and one JSON
+``read_datasource`` and in as many plain processes (the parse's own scaling,
+the limit for the Ray read): run it without CPU pinning. Prints a table and one JSON
 line; ``--append FILE`` adds the JSON line to FILE, and ``--plot FILE --png
 OUT`` draws cost against size from such a file.
 
@@ -309,10 +310,25 @@ def step_rank(args, num: int) -> dict:
             "actor_shard_bytes": [m["shard_bytes"] for m in mem], "tree_peak_rss_bytes": rss.peak_tree}
 
 
+def _read_in_process(task_blob: bytes) -> int:
+    """One read task in a plain process: the rows it parsed (its table is
+    dropped here, not sent back)."""
+    import cloudpickle
+
+    return sum(block.num_rows for block in cloudpickle.loads(task_blob)())
+
+
 def step_read_scaling(args) -> dict:
     """The ingest read of the N-Triples on a Ray of 1, then 2 CPUs (medians),
     beside the same read tasks through Ray Data (``read_datasource(...)
-    .materialize()``, one block a task), run alternately."""
+    .materialize()``, one block a task) and in a pool of as many plain
+    processes (``ProcessPoolExecutor``, spawned; each task's table is parsed
+    and dropped: the parse's own scaling on this machine, the limit that the
+    Ray read can reach), run alternately."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import cloudpickle
     import ray
 
     from kgscale.kg.rdf.config import RdfConfig
@@ -325,11 +341,15 @@ def step_read_scaling(args) -> dict:
         "ray_data": lambda src: ray.data.read_datasource(
             src.datasource(), override_num_blocks=len(src.datasource().get_read_tasks(-1))).materialize(),
     }
-    rows = {"kgscale": lambda refs: sum(t.num_rows for t in ray.get(refs)), "ray_data": lambda ds: ds.count()}
-    out = {name: {} for name in ways}
+    rows = {"kgscale": lambda refs: sum(t.num_rows for t in ray.get(refs)), "ray_data": lambda ds: ds.count(),
+            "processes": lambda n: n}
+    out = {name: {} for name in (*ways, "processes")}
     for w in (1, 2):
         _ray(w)
         src = RdfFileSource(files, RdfConfig(), target_bytes=int(args.read_task_mb * (1 << 20)))
+        pool = ProcessPoolExecutor(max_workers=w, mp_context=multiprocessing.get_context("spawn"))
+        blobs = [cloudpickle.dumps(t) for t in src.datasource().get_read_tasks(-1)]
+        ways["processes"] = lambda src, pool=pool, blobs=blobs: sum(pool.map(_read_in_process, blobs))
         times = {name: [] for name in ways}
         counts = {name: rows[name](read(src)) for name, read in ways.items()}  # also warms the workers
         for _ in range(args.repeats):
@@ -342,10 +362,18 @@ def step_read_scaling(args) -> dict:
             out[name][w] = {"seconds": round(statistics.median(times[name]), 2), "rows": counts[name],
                             "read_tasks": len(src.datasource().get_read_tasks(-1)),
                             "all_s": [round(t, 2) for t in times[name]]}
+        pool.shutdown()
         ray.shutdown()
+
+    def speedup(name):
+        return round(out[name][1]["seconds"] / out[name][2]["seconds"], 2)
+
     return {"file_bytes": os.path.getsize(files), "by_cpus": out["kgscale"], "ray_data_by_cpus": out["ray_data"],
-            "speedup_2_vs_1": round(out["kgscale"][1]["seconds"] / out["kgscale"][2]["seconds"], 2),
-            "ray_data_speedup_2_vs_1": round(out["ray_data"][1]["seconds"] / out["ray_data"][2]["seconds"], 2),
+            "processes_by_cpus": out["processes"],
+            "speedup_2_vs_1": speedup("kgscale"), "ray_data_speedup_2_vs_1": speedup("ray_data"),
+            "processes_speedup_2_vs_1": speedup("processes"),
+            # the Ray read's 2-CPU time over the plain processes': 1.0 is the machine's limit for this parse
+            "kgscale_2cpu_vs_processes": round(out["kgscale"][2]["seconds"] / out["processes"][2]["seconds"], 2),
             "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
