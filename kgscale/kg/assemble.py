@@ -97,6 +97,10 @@ def split_block(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, dict
             block = block.append_column(f, pa.nulls(block.num_rows, f.type))
     text = {kind: block.select(cols).filter(pc.equal(block["kind"], kind)) for kind, cols in _TEXT_COLUMNS.items()}
     triples = block.select(_TRIPLE_COLUMNS).filter(pc.equal(block["kind"], TRIPLE))
+    # a task's triples come from one file or endpoint: its name once, not once
+    # a row (a quarter of these rows' bytes in the object store; only a
+    # rejected triple's row reads it)
+    triples = triples.set_column(_TRIPLE_COLUMNS.index("file"), "file", pc.dictionary_encode(triples["file"]))
     keys = None
     if with_triple_keys:
         keys = (pc.unique(pa.concat_arrays([triples["head"].combine_chunks(), triples["tail"].combine_chunks()])),
@@ -200,7 +204,7 @@ def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple
             pc.fill_null(rel, -1).cast(pa.int32()),
             pc.fill_null(tail, -1).cast(pa.int32()),
             pc.fill_null(split, -1).cast(pa.int8()),
-            t["file"],
+            t["file"].cast(pa.string()),
             t["offset"],
             reason.cast(pa.string()),
             raw,

@@ -104,6 +104,9 @@ def test_a_read_tasks_rows_are_cut_into_triples_texts_and_keys():
         {"split": "train", "head": "a", "relation": "r", "tail": "b", "file": "f.nt", "offset": 0},
         {"split": "test", "head": "b", "relation": "s", "tail": "a", "file": "f.nt", "offset": 20},
         {"split": "train", "head": "a", "relation": "r", "tail": "c", "file": "f.nt", "offset": 50}]
+    # the file's name once (dictionary-encoded), not once a triple
+    assert pa.types.is_dictionary(triples.schema.field("file").type)
+    assert triples["file"].chunk(0).dictionary.to_pylist() == ["f.nt"]
     assert text["entity"].to_pylist() == [{"key": "a", "name": "A", "description": "the a", "priority": 0,
                                            "file": "f.nt", "offset": 10}]
     assert text["relation"]["name"].to_pylist() == ["is r of"]
