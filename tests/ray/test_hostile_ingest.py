@@ -14,7 +14,7 @@ import ray
 
 from kgscale.ingest import IngestConfig, run_ingest
 from kgscale.kg.rdf.config import RdfConfig
-from kgscale.kg.sources import rdf_files
+from kgscale.kg.rdf.formats import read_rdf_range
 from kgscale.kg.sources.line_datasource import RangeDatasource
 from kgscale.kg.sources.ray_read import read_blocks
 from kgscale.kg.lines import ByteRange
@@ -71,7 +71,7 @@ def _read_or_segfault(rng, role):
         import ctypes
 
         ctypes.string_at(0)
-    return rdf_files._read(rng, role, cfg=RdfConfig())
+    return read_rdf_range(rng, role, cfg=RdfConfig())
 
 
 def test_a_task_that_kills_its_worker_is_a_reject_after_one_retry(tmp_path):

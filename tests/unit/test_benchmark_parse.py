@@ -2,7 +2,7 @@ from kgscale.kg.rejects import RejectedInputError, RejectLog
 from kgscale.kg.schema import RawRows
 from kgscale.kg.sources.benchmark import parse_benchmark_line
 from kgscale.kg.lines import ByteRange
-from kgscale.kg.sources.line_datasource import read_range
+from kgscale.kg.sources.range_read import read_range
 
 import pytest
 

@@ -15,7 +15,7 @@ from kgscale.kg.rdf.formats import read_line_range, read_stream_file
 from kgscale.kg.rdf.ntriples import parse_block
 from kgscale.kg.rejects import RejectLog, RejectedInputError, _reason_class
 from kgscale.kg.sources.benchmark import parse_benchmark_line
-from kgscale.kg.sources.line_datasource import read_range
+from kgscale.kg.sources.range_read import read_range
 from kgscale.kg.lines import ByteRange
 from kgscale.kg.sources.tsv_block import parse_tsv_chunk
 

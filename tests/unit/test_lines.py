@@ -80,7 +80,7 @@ def test_chunks_cover_the_same_lines_as_iter_lines(tmp_path):
 def test_read_tasks_hand_ray_data_few_large_blocks_in_order():
     import pyarrow as pa
 
-    from kgscale.kg.sources.line_datasource import coalesce
+    from kgscale.kg.sources.range_read import coalesce
 
     tables = [pa.table({"x": list(range(i * 10, i * 10 + 10))}) for i in range(7)]
     blocks = list(coalesce(iter(tables), rows=25))

@@ -102,6 +102,15 @@ def corrupt_reject(exc: CorruptInput) -> tuple[int, str, str]:
     return exc.offset, exc.reason, ""
 
 
+def read_rdf_range(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
+    """A read task of :class:`~kgscale.kg.sources.rdf_files.RdfFileSource`: a
+    byte range of an N-Triples or N-Quads file, or a whole file of another
+    format."""
+    if format_of(rng.path) in ("nt", "nq"):
+        return read_line_range(rng, role, cfg)
+    return read_stream_file(rng, role, cfg)
+
+
 def read_line_range(rng: ByteRange, role: str, cfg: RdfConfig) -> Iterator[pa.Table]:
     """Read one byte range of an N-Triples or N-Quads file into raw rows."""
     quads = format_of(rng.path) == "nq"

@@ -14,7 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from kgscale.kg.sources.base import SourceError
-from kgscale.kg.sources.benchmark import BenchmarkSource
+
+# Each source's module is imported when a SOURCE names it, not here: read
+# tasks' functions live in this package, and a Ray worker that unpickles one
+# imports the package first, so nothing here may pull in Ray Data (see
+# kgscale.kg.sources.ray_read).
 
 NEO4J_SCHEMES = ("neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://", "bolt+ssc://")
 
@@ -24,6 +28,8 @@ def open_source(source: str, *, target_bytes: int = 8 << 20, rdf=None, sparql=No
     the typed config sections (defaults when None). ``parallelism``: read
     tasks for sources planned by rows (None: the CPUs of the Ray cluster,
     asked at planning time)."""
+    from kgscale.kg.sources.benchmark import BenchmarkSource
+
     if source.startswith("dataset:"):
         from kgscale.kg import registry
 
@@ -57,4 +63,4 @@ def open_source(source: str, *, target_bytes: int = 8 << 20, rdf=None, sparql=No
     )
 
 
-__all__ = ["open_source", "SourceError", "BenchmarkSource"]
+__all__ = ["open_source", "SourceError"]

@@ -4,13 +4,17 @@ the layout of WN18RR and FB15k-237 in ``../shared/datasets``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 from kgscale.kg.schema import SPLITS, RawRows
 from kgscale.kg.sources.base import SourceError
-from kgscale.kg.sources.line_datasource import LineFileDatasource
 from kgscale.kg.lines import BOM
 from kgscale.kg.sources.tsv_block import parse_tsv_chunk
+
+if TYPE_CHECKING:  # imported where used: a read task's worker imports this module for its parser
+    from kgscale.kg.sources.line_datasource import LineFileDatasource
 
 TRIPLE_FILES = {split: f"{split}.txt" for split in SPLITS}
 ENTITIES_FILE = "entities.tsv"
@@ -98,4 +102,7 @@ class BenchmarkSource:
     entities_from_triples = False
 
     def datasource(self) -> LineFileDatasource:
+        # Ray Data stays out of the read tasks' workers (kgscale.kg.sources.ray_read)
+        from kgscale.kg.sources.line_datasource import LineFileDatasource
+
         return LineFileDatasource(self.files(), parse_benchmark_line, self.target_bytes, parse_chunk=parse_tsv_chunk)

@@ -2,102 +2,23 @@
 
 Planning (``get_read_tasks``) happens on the driver and only looks at file
 sizes; each read task opens its own file handle, parses the lines of its
-range with a plain function, and yields Arrow tables of raw rows. Formats
-plug in a parser: ``parse(rows, role, offset, text, file)`` appends to a
-:class:`~kgscale.kg.schema.RawRows`.
+range with a plain function (:mod:`kgscale.kg.sources.range_read`), and
+yields Arrow tables of raw rows. Formats plug in a parser: ``parse(rows,
+role, offset, text, file)`` appends to a :class:`~kgscale.kg.schema.RawRows`.
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import pyarrow as pa
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from kgscale.kg.schema import RAW_SCHEMA, RawRows
-from kgscale.kg.lines import ByteRange, CorruptInput, iter_chunks, iter_lines, plan_ranges
-
-# parse(rows, role, offset, text, file) -> None: one line
-LineParser = Callable[[RawRows, str, int, str, str], None]
-# parse_chunk(role, offset, text, file) -> Arrow table of raw rows: many whole lines
-ChunkParser = Callable[[str, int, str, str], pa.Table]
-
-ROWS_PER_BLOCK = 65536
-# Rows in a block a read task yields. Read through Ray Data (a user's
-# ``ray.data.read_datasource``), a task runs only two blocks ahead of the
-# driver's executor, so small blocks would tie every read task to the
-# driver's pace; the ingest's own read (kgscale.kg.sources.ray_read) joins a
-# task's blocks into one table, whose chunks these become.
-ROWS_PER_OUTPUT_BLOCK = 1 << 18
-
-
-def coalesce(tables: Iterable[pa.Table], rows: int = ROWS_PER_OUTPUT_BLOCK) -> Iterator[pa.Table]:
-    """Join consecutive tables into blocks of at least ``rows`` rows (the last
-    may be smaller); order is kept."""
-    pending: list[pa.Table] = []
-    count = 0
-    for t in tables:
-        pending.append(t)
-        count += t.num_rows
-        if count >= rows:
-            yield pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-            pending, count = [], 0
-    if pending:
-        yield pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-
-
-def read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None = None) -> Iterable[pa.Table]:
-    """Parse one range into blocks of raw rows. Plain function: testable without Ray.
-
-    With ``parse_chunk``, chunks of whole lines that are valid UTF-8 are
-    parsed at once; a chunk with bad bytes falls back to ``parse`` line by
-    line, so every bad line is located and the rest of the chunk is kept.
-    A compressed file whose stream breaks keeps what came before the break
-    and ends with one reject at the offset where it broke.
-    """
-    try:
-        yield from _read_range(rng, role, parse, parse_chunk)
-    except CorruptInput as exc:
-        rows = RawRows()
-        rows.reject(exc.reason, "", rng.path, exc.offset)
-        yield rows.table()
-
-
-def _read_range(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None) -> Iterable[pa.Table]:
-    if parse_chunk is not None:
-        for offset, data in iter_chunks(rng):
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                yield from _per_line(iter_lines_of(data, offset), rng.path, role, parse)
-                continue
-            yield parse_chunk(role, offset, text, rng.path)
-        return
-    yield from _per_line(iter_lines(rng), rng.path, role, parse)
-
-
-def iter_lines_of(data: bytes, offset: int):
-    for line in data.split(b"\n")[: -1 if data.endswith(b"\n") else None]:
-        yield offset, line.rstrip(b"\r")
-        offset += len(line) + 1
-
-
-def _per_line(lines, path: str, role: str, parse: LineParser) -> Iterable[pa.Table]:
-    rows = RawRows()
-    for offset, line in lines:
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            rows.reject(f"not valid UTF-8: byte {exc.start}", line.decode("utf-8", "replace"), path, offset)
-            continue
-        parse(rows, role, offset, text, path)
-        if len(rows) >= ROWS_PER_BLOCK:
-            yield rows.table()
-            rows = RawRows()
-    if len(rows):
-        yield rows.table()
+from kgscale.kg.schema import RAW_SCHEMA
+from kgscale.kg.lines import ByteRange, plan_ranges
+from kgscale.kg.sources.range_read import ChunkParser, LineParser, read_lines_with, read_with
 
 
 class LineFileDatasource(Datasource):
@@ -123,12 +44,9 @@ class LineFileDatasource(Datasource):
             self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
-            tasks.append(ReadTask(_reader(rng, roles[rng.path], self.parse, self.parse_chunk), meta, schema=RAW_SCHEMA))
+            read = functools.partial(read_lines_with, rng, roles[rng.path], self.parse, self.parse_chunk)
+            tasks.append(ReadTask(read, meta, schema=RAW_SCHEMA))
         return tasks
-
-
-def _reader(rng: ByteRange, role: str, parse: LineParser, parse_chunk: ChunkParser | None):
-    return lambda: coalesce(read_range(rng, role, parse, parse_chunk))
 
 
 RANGES_PER_CPU = 4
@@ -170,9 +88,5 @@ class RangeDatasource(Datasource):
             self.places.append((rng.path, rng.start))
             size = (os.path.getsize(rng.path) if rng.end < 0 else rng.end) - rng.start
             meta = BlockMetadata(num_rows=None, size_bytes=size * 3, input_files=[rng.path], exec_stats=None)
-            tasks.append(ReadTask(functools.partial(_read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))
+            tasks.append(ReadTask(functools.partial(read_with, self.read, rng, role), meta, schema=RAW_SCHEMA))
         return tasks
-
-
-def _read_with(read, rng: ByteRange, role: str):
-    return coalesce(read(rng, role))

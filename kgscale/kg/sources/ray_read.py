@@ -38,15 +38,17 @@ as itself) and the tasks still running are cancelled, once the others have had
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pyarrow as pa
 import ray
-from ray.data import Datasource, ReadTask
 from tqdm import tqdm
 
 from kgscale.errors import UserError
 from kgscale.kg.schema import RAW_SCHEMA, REJECT, raw_table
+
+if TYPE_CHECKING:  # not at run time: see _run_read_task
+    from ray.data import Datasource, ReadTask
 
 READ_TASK_RETRIES = 1
 # how a worker's death shows once Ray has spent the task's retries
@@ -57,11 +59,17 @@ CANCEL_GRACE_S = 2.0
 
 
 @ray.remote(num_cpus=1, max_retries=READ_TASK_RETRIES, scheduling_strategy="SPREAD")
-def _run_read_task(task: ReadTask, split: Callable[[pa.Table], tuple] | None) -> tuple:
+def _run_read_task(read: Callable[[], Iterable[pa.Table]], split: Callable[[pa.Table], tuple] | None) -> tuple:
     """(row count, the task's rows as one table, or ``split``'s parts of it).
     The count is the small object the driver waits on, so the rows are never
-    fetched to learn the outcome."""
-    blocks = list(task())
+    fetched to learn the outcome.
+
+    It gets the ReadTask's function, not the ReadTask: a worker imports the
+    module of each thing it unpickles, and Ray Data's costs a fresh worker
+    0.6 s, which this module does not import at run time either
+    (its datasources' read functions live apart from them, in
+    :mod:`kgscale.kg.sources.range_read` and :mod:`kgscale.kg.rdf.formats`)."""
+    blocks = list(read())
     if not blocks:
         table = RAW_SCHEMA.empty_table()
     elif len(blocks) == 1:
@@ -80,12 +88,14 @@ def read_blocks(datasource: Datasource, split: Callable[[pa.Table], tuple] | Non
     none did)."""
     tasks = datasource.get_read_tasks(-1)
     run = _run_read_task.options(num_returns=1 + (parts if split is not None else 1))
-    refs = [run.remote(t, split) for t in tasks]
+    refs = [run.remote(t.read_fn, split) for t in tasks]
     crashed: list[int] = []
     pending = {r[0]: i for i, r in enumerate(refs)}
     # Ray's progress-bar setting (RayConfig.progress_bars) switches it off; tqdm, off where stderr is no terminal
+    from ray.data import DataContext
+
     bar = tqdm(total=len(tasks), desc="read", unit="task", dynamic_ncols=True,
-               disable=None if ray.data.DataContext.get_current().enable_progress_bars else True)
+               disable=None if DataContext.get_current().enable_progress_bars else True)
     try:
         while pending:
             # every task that is done, at least every second (one pass over the pending, not one a task)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from kgscale.kg.rdf.config import RdfConfig
-from kgscale.kg.rdf.formats import format_of, read_line_range, read_stream_file, split_compression
+from kgscale.kg.rdf.formats import format_of, read_rdf_range, split_compression
 from kgscale.kg.sources.base import SourceError
 from kgscale.kg.sources.line_datasource import RangeDatasource, target_range_bytes
 from kgscale.kg.lines import ByteRange, plan_ranges
@@ -97,10 +97,4 @@ class RdfFileSource:
         return plan
 
     def datasource(self) -> RangeDatasource:
-        return RangeDatasource(self._plan, functools.partial(_read, cfg=self.cfg), sum(os.path.getsize(f) for f in self.files))
-
-
-def _read(rng: ByteRange, role: str, cfg: RdfConfig):
-    if format_of(rng.path) in ("nt", "nq"):
-        return read_line_range(rng, role, cfg)
-    return read_stream_file(rng, role, cfg)
+        return RangeDatasource(self._plan, functools.partial(read_rdf_range, cfg=self.cfg), sum(os.path.getsize(f) for f in self.files))
