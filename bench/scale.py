@@ -49,6 +49,7 @@ OUT`` draws cost against size from such a file.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -311,37 +312,49 @@ def step_rank(args, num: int) -> dict:
 
 
 def _read_in_process(task_blob: bytes) -> int:
-    """One read task in a plain process: the rows it parsed (its table is
-    dropped here, not sent back)."""
+    """One read task in a plain process: its rows parsed and cut as the
+    ingest's read task cuts them, then dropped here, not sent back."""
     import cloudpickle
+    import pyarrow as pa
 
-    return sum(block.num_rows for block in cloudpickle.loads(task_blob)())
+    from kgscale.kg.assemble import split_block
+
+    blocks = list(cloudpickle.loads(task_blob)())
+    if blocks:
+        split_block(pa.concat_tables(blocks, promote_options="permissive"), with_triple_keys=True)
+    return sum(block.num_rows for block in blocks)
 
 
 def step_read_scaling(args) -> dict:
-    """The ingest read of the N-Triples on a Ray of 1, then 2 CPUs (medians),
-    beside the same read tasks through Ray Data (``read_datasource(...)
-    .materialize()``, one block a task) and in a pool of as many plain
-    processes (``ProcessPoolExecutor``, spawned; each task's table is parsed
-    and dropped: the parse's own scaling on this machine, the limit that the
-    Ray read can reach), run alternately."""
+    """The ingest read of the N-Triples on a Ray of 1, then 2 CPUs (medians):
+    ``read_blocks`` as the ingest calls it, each task's rows parsed, cut by
+    ``split_block`` and stored in the object store. Beside it, run
+    alternately, the same read tasks through Ray Data (``read_datasource(...)
+    .materialize()``, one block a task, not cut), and in a pool of as many
+    plain processes (``ProcessPoolExecutor``, spawned) that parse and cut the
+    same rows and drop them: the parse's own scaling on this machine, the
+    limit that the Ray read can reach."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     import cloudpickle
     import ray
 
+    from kgscale.kg.assemble import split_block
     from kgscale.kg.rdf.config import RdfConfig
     from kgscale.kg.sources.ray_read import read_blocks
     from kgscale.kg.sources.rdf_files import RdfFileSource
 
     files = str(kg_dir(args) / "nt" / "train.nt")
+    split = functools.partial(split_block, with_triple_keys=True)  # as kgscale.ingest reads RDF files
     ways = {  # each returns what it read, held until its time is taken
-        "kgscale": lambda src: read_blocks(src.datasource())[0],
+        "kgscale": lambda src: read_blocks(src.datasource(), split=split, parts=3)[0],
         "ray_data": lambda src: ray.data.read_datasource(
             src.datasource(), override_num_blocks=len(src.datasource().get_read_tasks(-1))).materialize(),
     }
-    rows = {"kgscale": lambda refs: sum(t.num_rows for t in ray.get(refs)), "ray_data": lambda ds: ds.count(),
+    rows = {"kgscale": lambda parts: sum(t.num_rows for t in ray.get([p[0] for p in parts]))  # triple rows,
+            + sum(t.num_rows for texts in ray.get([p[1] for p in parts]) for t in texts.values()),  # + text rows
+            "ray_data": lambda ds: ds.count(),
             "processes": lambda n: n}
     out = {name: {} for name in (*ways, "processes")}
     for w in (1, 2):
