@@ -72,6 +72,8 @@ _TEXT_COLUMNS = {
 
 # what the encode step reads of a triple row
 _TRIPLE_COLUMNS = ["split", "head", "relation", "tail", "file", "offset"]
+# ... and those of them that split_block dictionary-encodes
+_FEW_VALUES = ["split", "relation", "file"]
 
 
 def split_block(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, dict[str, pa.Table], tuple | None]:
@@ -97,14 +99,17 @@ def split_block(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, dict
             block = block.append_column(f, pa.nulls(block.num_rows, f.type))
     text = {kind: block.select(cols).filter(pc.equal(block["kind"], kind)) for kind, cols in _TEXT_COLUMNS.items()}
     triples = block.select(_TRIPLE_COLUMNS).filter(pc.equal(block["kind"], TRIPLE))
-    # a task's triples come from one file or endpoint: its name once, not once
-    # a row (a quarter of these rows' bytes in the object store; only a
-    # rejected triple's row reads it)
-    triples = triples.set_column(_TRIPLE_COLUMNS.index("file"), "file", pc.dictionary_encode(triples["file"]))
     keys = None
     if with_triple_keys:
         keys = (pc.unique(pa.concat_arrays([triples["head"].combine_chunks(), triples["tail"].combine_chunks()])),
                 pc.unique(triples["relation"].combine_chunks()))
+    # Columns of few distinct values, each value once, not once a row: a
+    # task's triples come from one file or endpoint, and a graph has a few
+    # hundred relations, whose keys are as long as an entity's. The triple
+    # rows are most of what every read task puts in the object store, and
+    # its writes there slow down when two workers write at once.
+    for name in _FEW_VALUES:
+        triples = triples.set_column(_TRIPLE_COLUMNS.index(name), name, pc.dictionary_encode(triples[name]))
     return triples, text, keys
 
 
@@ -173,9 +178,9 @@ def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple
     memory at scale.
     """
     head = entities.lookup(t["head"])
-    rel = relations.lookup(t["relation"])
+    rel = _per_value(t["relation"], relations.lookup)
     tail = entities.lookup(t["tail"])
-    split = pc.index_in(t["split"], value_set=pa.array(SPLITS))
+    split = _per_value(t["split"], lambda v: pc.index_in(v, value_set=pa.array(SPLITS)))
     ok = pc.and_(pc.and_(pc.is_valid(head), pc.is_valid(tail)), pc.and_(pc.is_valid(rel), pc.is_valid(split)))
     good = pa.Table.from_arrays(
         [head.filter(ok).cast(pa.int32()), rel.filter(ok).cast(pa.int32()), tail.filter(ok).cast(pa.int32()),
@@ -184,6 +189,7 @@ def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple
         return good, _ENCODED.empty_table()
     bad = pc.invert(ok)
     t, head, rel, tail, split = (x.filter(bad) for x in (t, head, rel, tail, split))
+    t = t.cast(pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in t.schema]))
     reason = pc.if_else(
         pc.is_null(head),
         pc.binary_join_element_wise("entity has no text: ", t["head"], ""),
@@ -204,7 +210,7 @@ def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple
             pc.fill_null(rel, -1).cast(pa.int32()),
             pc.fill_null(tail, -1).cast(pa.int32()),
             pc.fill_null(split, -1).cast(pa.int8()),
-            t["file"].cast(pa.string()),
+            t["file"],
             t["offset"],
             reason.cast(pa.string()),
             raw,
@@ -212,6 +218,16 @@ def _encode_block(t: pa.Table, entities: KeyIndex, relations: KeyIndex) -> tuple
         schema=_ENCODED,
     )
     return good, rejected
+
+
+def _per_value(column: pa.ChunkedArray, ids) -> pa.Array:
+    """``ids(values)`` for each row of ``column``: for a dictionary-encoded
+    column (:func:`split_block`), computed once a distinct value of each
+    chunk and taken by the rows' indices."""
+    if not pa.types.is_dictionary(column.type):
+        return ids(column)
+    chunks = [ids(c.dictionary).take(c.indices) for c in column.chunks]
+    return pa.concat_arrays(chunks) if chunks else ids(pa.array([], column.type.value_type))
 
 
 def _keep_used(texts: pa.Table, used: pa.Array, text_columns: list[str], fallback) -> tuple[pa.Table, int, int]:

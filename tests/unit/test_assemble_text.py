@@ -104,9 +104,11 @@ def test_a_read_tasks_rows_are_cut_into_triples_texts_and_keys():
         {"split": "train", "head": "a", "relation": "r", "tail": "b", "file": "f.nt", "offset": 0},
         {"split": "test", "head": "b", "relation": "s", "tail": "a", "file": "f.nt", "offset": 20},
         {"split": "train", "head": "a", "relation": "r", "tail": "c", "file": "f.nt", "offset": 50}]
-    # the file's name once (dictionary-encoded), not once a triple
-    assert pa.types.is_dictionary(triples.schema.field("file").type)
+    # the file's name, a relation's key and a split once (dictionary-encoded), not once a triple
+    assert all(pa.types.is_dictionary(triples.schema.field(c).type) for c in ("file", "relation", "split"))
+    assert not pa.types.is_dictionary(triples.schema.field("head").type)
     assert triples["file"].chunk(0).dictionary.to_pylist() == ["f.nt"]
+    assert sorted(triples["relation"].chunk(0).dictionary.to_pylist()) == ["r", "s"]
     assert text["entity"].to_pylist() == [{"key": "a", "name": "A", "description": "the a", "priority": 0,
                                            "file": "f.nt", "offset": 10}]
     assert text["relation"]["name"].to_pylist() == ["is r of"]
