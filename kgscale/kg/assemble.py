@@ -98,7 +98,10 @@ def split_block(block: pa.Table, with_triple_keys: bool) -> tuple[pa.Table, dict
         if f.name not in block.column_names:
             block = block.append_column(f, pa.nulls(block.num_rows, f.type))
     text = {kind: block.select(cols).filter(pc.equal(block["kind"], kind)) for kind, cols in _TEXT_COLUMNS.items()}
-    triples = block.select(_TRIPLE_COLUMNS).filter(pc.equal(block["kind"], TRIPLE))
+    is_triple = pc.equal(block["kind"], TRIPLE)
+    triples = block.select(_TRIPLE_COLUMNS)
+    if not pc.all(is_triple, skip_nulls=False).as_py():  # a file of triples alone (most are) keeps its columns, uncopied
+        triples = triples.filter(is_triple)
     keys = None
     if with_triple_keys:
         keys = (pc.unique(pa.concat_arrays([triples["head"].combine_chunks(), triples["tail"].combine_chunks()])),
